@@ -1,0 +1,158 @@
+/*
+ * cloop.h: declarations shared by the C files of cloop._cloop.
+ *
+ * Everything here is internal to the extension.  Shared names take the cl_
+ * prefix; libuv callbacks are named on_<kind>_<event>.  Python state lives
+ * in the module state (cl_state); every Loop caches a pointer to it so the
+ * hot path never looks the module up.
+ */
+#ifndef CLOOP_H
+#define CLOOP_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "timerheap.h"
+
+/* 3.12 renamed the structmember.h constants. */
+#if PY_VERSION_HEX < 0x030C0000
+#include <structmember.h>
+#define Py_T_PYSSIZET T_PYSSIZET
+#define Py_READONLY READONLY
+#endif
+
+/* Arguments of call_soon() stored inline in the handle; more go to a
+ * tuple.  Three covers asyncio's own callers (futures pass one). */
+#define CL_INLINE_ARGS 3
+
+/* Recycled plain Handle objects kept per loop. */
+#define CL_FREELIST_SIZE 256
+
+typedef struct {
+    PyTypeObject *LoopType;
+    PyTypeObject *HandleType;
+    PyTypeObject *TimerHandleType;
+
+    /* Interned names used on the hot path and in hooks. */
+    PyObject *str_context;
+    PyObject *str_loop;
+    PyObject *str_check_thread;
+    PyObject *str_check_callback;
+    PyObject *str_current_handle;
+    PyObject *str_slow_callback_duration;
+    PyObject *str_handle_signal;
+    PyObject *str_call_soon;
+    PyObject *str_call_soon_threadsafe;
+    PyObject *str_call_later;
+    PyObject *str_call_at;
+
+    /* ("loop",): kwnames for creating futures. */
+    PyObject *kwnames_loop;
+    PyObject *Future;           /* asyncio.Future */
+
+    /* cloop._handles, imported on first use (repr, error reporting, debug
+     * helpers are Python: they run per error or per debug callback). */
+    PyObject *hooks;
+} cl_state;
+
+/* A ring buffer of strong references: the loop's ready queue. */
+typedef struct {
+    PyObject **items;
+    size_t head;
+    size_t len;
+    size_t cap;                 /* zero or a power of two */
+} cl_ring;
+
+typedef struct cl_handle cl_handle;
+
+typedef struct {
+    PyObject_HEAD
+    cl_state *state;
+    uv_loop_t *uvloop;          /* NULL once closed */
+    uv_timer_t *timer;          /* wakes the poll for the earliest timer */
+    uv_async_t *async;          /* call_soon_threadsafe wake-up */
+    uv_prepare_t *prepare;      /* releases the GIL just before the poll */
+    uv_poll_t *sigpoll;         /* the signal wake-up fd, when watched */
+
+    cl_ring ready;
+    cl_timerheap timers;
+    uint64_t timer_seq;
+    double armed_when;          /* deadline the uv timer is armed for */
+
+    /* Set while the GIL is released around a blocking poll; the first
+     * callback after the poll (or the return of uv_run) takes it back. */
+    PyThreadState *saved_tstate;
+    /* An exception raised inside a libuv callback, re-raised once uv_run
+     * returns (exceptions never cross libuv). */
+    PyObject *pending_exc;
+
+    PyObject *thread_id;        /* None, or threading.get_ident() */
+    unsigned long thread_ident; /* valid while thread_id is not None */
+
+    char debug;
+    char closed;
+    char stopping;
+    char may_block;
+
+    int nfree;
+    cl_handle *freelist[CL_FREELIST_SIZE];
+} cl_loop;
+
+struct cl_handle {
+    PyObject_HEAD
+    PyObject *callback;         /* NULL once cancelled */
+    PyObject *context;
+    PyObject *loop;
+    PyObject *args_tuple;       /* arguments when nargs > CL_INLINE_ARGS */
+    PyObject *source_traceback; /* debug mode only */
+    PyObject *repr;             /* debug mode: repr saved at cancel */
+    PyObject *weakreflist;
+    Py_ssize_t nargs;
+    char cancelled;
+    char running;
+    /* argv[0] is scratch space for PY_VECTORCALL_ARGUMENTS_OFFSET. */
+    PyObject *argv[1 + CL_INLINE_ARGS];
+};
+
+typedef struct {
+    cl_handle base;
+    cl_timer_node node;
+    double when;                /* as given (node.key maps NaN to -inf) */
+} cl_timerhandle;
+
+#define CL_TIMERHANDLE(node_ptr)                                            \
+    ((cl_timerhandle *)((char *)(node_ptr)-offsetof(cl_timerhandle, node)))
+
+/* module.c */
+extern PyModuleDef cl_module_def;
+cl_state *cl_get_state_by_type(PyTypeObject *tp);
+PyObject *cl_get_hook(cl_state *st, const char *name);
+
+/* loop.c */
+extern PyType_Spec cl_loop_spec;
+double cl_monotonic(void);
+int cl_loop_push_ready(cl_loop *loop, PyObject *handle);
+void cl_loop_timer_cancelled(cl_loop *loop, cl_timerhandle *th);
+
+/* handle.c */
+extern PyType_Spec cl_handle_spec;
+extern PyType_Spec cl_timerhandle_spec;
+cl_handle *cl_handle_new(cl_loop *loop, PyObject *callback,
+                         PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *context);
+cl_timerhandle *cl_timerhandle_new(cl_loop *loop, double when,
+                                   PyObject *callback, PyObject *const *args,
+                                   Py_ssize_t nargs, PyObject *context);
+int cl_handle_run(cl_handle *h);
+void cl_handle_release(cl_loop *loop, cl_handle *h);
+void cl_handle_clear_freelist(cl_loop *loop);
+
+/* errors.c */
+PyObject *cl_fetch_exc(void);
+void cl_restore_exc(PyObject *exc);
+int cl_exc_is_fatal(PyObject *exc);
+PyObject *cl_raise_uv_error(int uverr);
+
+#endif /* CLOOP_H */

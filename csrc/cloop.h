@@ -27,8 +27,11 @@
  * tuple.  Three covers asyncio's own callers (futures pass one). */
 #define CL_INLINE_ARGS 3
 
-/* Recycled plain Handle objects kept per loop. */
-#define CL_FREELIST_SIZE 256
+/* Recycled plain Handle objects kept per loop, at most.  The list grows
+ * only to the number of handles that were pending at once, so an idle
+ * loop keeps little; a producer thread flooding call_soon_threadsafe()
+ * recycles thousands per pass. */
+#define CL_FREELIST_MAX 8192
 
 typedef struct {
     PyTypeObject *LoopType;
@@ -50,7 +53,10 @@ typedef struct {
 
     /* ("loop",): kwnames for creating futures. */
     PyObject *kwnames_loop;
+    PyObject *str_name;
     PyObject *Future;           /* asyncio.Future */
+    PyObject *Task;             /* asyncio.Task */
+    PyObject *base_create_task; /* asyncio.BaseEventLoop.create_task */
 
     /* cloop._handles, imported on first use (repr, error reporting, debug
      * helpers are Python: they run per error or per debug callback). */
@@ -89,6 +95,7 @@ typedef struct {
     PyObject *pending_exc;
 
     PyObject *thread_id;        /* None, or threading.get_ident() */
+    PyObject *task_factory;     /* None, or set_task_factory()'s */
     unsigned long thread_ident; /* valid while thread_id is not None */
 
     char debug;
@@ -96,8 +103,9 @@ typedef struct {
     char stopping;
     char may_block;
 
-    int nfree;
-    cl_handle *freelist[CL_FREELIST_SIZE];
+    Py_ssize_t nfree;
+    Py_ssize_t freecap;
+    cl_handle **freelist;
 } cl_loop;
 
 struct cl_handle {

@@ -292,13 +292,30 @@ handle_dealloc(cl_handle *h)
     Py_DECREF(tp);
 }
 
+static int
+freelist_grow(cl_loop *loop)
+{
+    if (loop->freecap >= CL_FREELIST_MAX) {
+        return -1;
+    }
+    Py_ssize_t cap = loop->freecap ? loop->freecap * 2 : 64;
+    cl_handle **list = PyMem_Realloc(loop->freelist, cap * sizeof(*list));
+    if (list == NULL) {
+        return -1;
+    }
+    loop->freelist = list;
+    loop->freecap = cap;
+    return 0;
+}
+
 /* Drop the ready queue's reference to h.  A plain handle that nobody else
  * holds goes back to the loop's free list instead of being freed. */
 void
 cl_handle_release(cl_loop *loop, cl_handle *h)
 {
-    if (Py_REFCNT(h) != 1 || loop->nfree == CL_FREELIST_SIZE ||
-        !Py_IS_TYPE(h, loop->state->HandleType) || h->weakreflist != NULL) {
+    if (Py_REFCNT(h) != 1 || !Py_IS_TYPE(h, loop->state->HandleType) ||
+        h->weakreflist != NULL ||
+        (loop->nfree == loop->freecap && freelist_grow(loop) < 0)) {
         Py_DECREF(h);
         return;
     }
@@ -325,6 +342,9 @@ cl_handle_clear_freelist(cl_loop *loop)
         cl_handle *h = loop->freelist[--loop->nfree];
         Py_DECREF(h);
     }
+    PyMem_Free(loop->freelist);
+    loop->freelist = NULL;
+    loop->freecap = 0;
 }
 
 /* --- Python API ------------------------------------------------------ */

@@ -650,6 +650,68 @@ Loop_create_future(cl_loop *self, PyObject *Py_UNUSED(ignored))
                                self->state->kwnames_loop);
 }
 
+/* create_task(coro, *, name=None, context=None).  With no task factory
+ * and debug off, BaseEventLoop.create_task() comes down to
+ * Task(coro, loop=self, name=name, context=context); that path is done
+ * here without a Python frame.  Anything else (a factory, debug mode,
+ * other keywords) goes to BaseEventLoop's own method, so the semantics of
+ * the running Python are kept. */
+static PyObject *
+Loop_create_task(cl_loop *self, PyObject *const *args, size_t nargsf,
+                 PyObject *kwnames)
+{
+    cl_state *st = self->state;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *stack[5];
+    int fast = nargs == 1 && nkw <= 2 && self->task_factory == Py_None &&
+               !self->debug;
+    for (Py_ssize_t i = 0; fast && i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        fast = name == st->str_name || name == st->str_context;
+    }
+    if (!fast) {
+        PyObject *small[8], **full = small;
+        if (nargs + nkw + 1 > 8) {
+            full = PyMem_Malloc((nargs + nkw + 1) * sizeof(PyObject *));
+            if (full == NULL) {
+                return PyErr_NoMemory();
+            }
+        }
+        full[0] = (PyObject *)self;
+        for (Py_ssize_t i = 0; i < nargs + nkw; i++) {
+            full[i + 1] = args[i];
+        }
+        PyObject *res =
+            PyObject_Vectorcall(st->base_create_task, full, nargs + 1, kwnames);
+        if (full != small) {
+            PyMem_Free(full);
+        }
+        return res;
+    }
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    stack[0] = args[0];
+    stack[1] = (PyObject *)self;
+    if (nkw == 0) {
+        return PyObject_Vectorcall(st->Task, stack, 1, st->kwnames_loop);
+    }
+    PyObject *names = PyTuple_New(nkw + 1);
+    if (names == NULL) {
+        return NULL;
+    }
+    PyTuple_SET_ITEM(names, 0, Py_NewRef(st->str_loop));
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyTuple_SET_ITEM(names, i + 1,
+                         Py_NewRef(PyTuple_GET_ITEM(kwnames, i)));
+        stack[i + 2] = args[1 + i];
+    }
+    PyObject *res = PyObject_Vectorcall(st->Task, stack, 1, names);
+    Py_DECREF(names);
+    return res;
+}
+
 /* --- Signals ----------------------------------------------------------- */
 
 static void
@@ -821,6 +883,7 @@ Loop_tp_new(PyTypeObject *tp, PyObject *Py_UNUSED(args),
     }
     self->state = cl_get_state_by_type(tp);
     self->thread_id = Py_NewRef(Py_None);
+    self->task_factory = Py_NewRef(Py_None);
     self->armed_when = NAN;
     if (init_uv(self) < 0) {
         self->closed = 1;
@@ -843,6 +906,7 @@ Loop_tp_traverse(cl_loop *self, visitproc visit, void *arg)
     }
     Py_VISIT(self->pending_exc);
     Py_VISIT(self->thread_id);
+    Py_VISIT(self->task_factory);
     return 0;
 }
 
@@ -852,6 +916,7 @@ Loop_tp_clear(cl_loop *self)
     ring_clear(&self->ready);
     clear_timers(self);
     Py_CLEAR(self->pending_exc);
+    Py_SETREF(self->task_factory, Py_NewRef(Py_None));
     return 0;
 }
 
@@ -867,6 +932,7 @@ Loop_tp_dealloc(cl_loop *self)
     cl_handle_clear_freelist(self);
     Py_CLEAR(self->pending_exc);
     Py_CLEAR(self->thread_id);
+    Py_CLEAR(self->task_factory);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -954,6 +1020,24 @@ Loop_set_thread_id(cl_loop *self, PyObject *value, void *Py_UNUSED(closure))
     return 0;
 }
 
+static PyObject *
+Loop_get_task_factory(cl_loop *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->task_factory);
+}
+
+static int
+Loop_set_task_factory(cl_loop *self, PyObject *value,
+                      void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
+    }
+    Py_SETREF(self->task_factory, Py_NewRef(value));
+    return 0;
+}
+
 static PyMethodDef Loop_methods[] = {
     {"call_soon", (PyCFunction)(void (*)(void))Loop_call_soon,
      METH_FASTCALL | METH_KEYWORDS, NULL},
@@ -969,6 +1053,8 @@ static PyMethodDef Loop_methods[] = {
     {"is_running", (PyCFunction)Loop_is_running, METH_NOARGS, NULL},
     {"is_closed", (PyCFunction)Loop_is_closed, METH_NOARGS, NULL},
     {"create_future", (PyCFunction)Loop_create_future, METH_NOARGS, NULL},
+    {"create_task", (PyCFunction)(void (*)(void))Loop_create_task,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_add_callback", (PyCFunction)Loop_add_callback, METH_O, NULL},
     {"_write_to_self", (PyCFunction)Loop_write_to_self, METH_NOARGS, NULL},
     {"_cl_run", (PyCFunction)Loop_cl_run, METH_NOARGS, NULL},
@@ -986,6 +1072,8 @@ static PyGetSetDef Loop_getset[] = {
      NULL},
     {"_thread_id", (getter)Loop_get_thread_id, (setter)Loop_set_thread_id,
      NULL, NULL},
+    {"_task_factory", (getter)Loop_get_task_factory,
+     (setter)Loop_set_task_factory, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

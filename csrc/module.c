@@ -103,6 +103,7 @@ module_exec(PyObject *module)
     INTERN(str_call_soon_threadsafe, "call_soon_threadsafe");
     INTERN(str_call_later, "call_later");
     INTERN(str_call_at, "call_at");
+    INTERN(str_name, "name");
     st->kwnames_loop = PyTuple_Pack(1, st->str_loop);
     if (st->kwnames_loop == NULL) {
         return -1;
@@ -112,8 +113,16 @@ module_exec(PyObject *module)
         return -1;
     }
     st->Future = PyObject_GetAttrString(asyncio, "Future");
+    st->Task = PyObject_GetAttrString(asyncio, "Task");
+    PyObject *base = PyObject_GetAttrString(asyncio, "BaseEventLoop");
     Py_DECREF(asyncio);
-    if (st->Future == NULL) {
+    if (base == NULL) {
+        return -1;
+    }
+    st->base_create_task = PyObject_GetAttrString(base, "create_task");
+    Py_DECREF(base);
+    if (st->Future == NULL || st->Task == NULL ||
+        st->base_create_task == NULL) {
         return -1;
     }
     return 0;
@@ -135,7 +144,10 @@ module_exec(PyObject *module)
     X(str_call_later)                                                       \
     X(str_call_at)                                                          \
     X(kwnames_loop)                                                         \
+    X(str_name)                                                             \
     X(Future)                                                               \
+    X(Task)                                                                 \
+    X(base_create_task)                                                     \
     X(hooks)
 
 static int

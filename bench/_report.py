@@ -1,0 +1,256 @@
+"""The final report: a plain-text table and the ``--json`` document.
+
+Times are shown in milliseconds as ``median [min-max]`` over the worker
+processes. Speed columns read "A vs B" = B's median / A's median, i.e. how
+many times faster A ran than B (``2.31x``: A took 1/2.31 of B's time; below
+``1.00x`` A is slower). The last row is the geometric mean of each ratio
+over the workloads where both loops have a number.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import Any
+
+from ._runner import FAILED, NOT_INSTALLED, OK, Cell, Results
+from ._stats import Summary, geomean, speedup
+
+__all__ = ["RATIOS", "format_report", "ratios", "to_json"]
+
+# (A, B) pairs, shown as "A vs B" when both loops were selected.
+RATIOS = (("cloop", "asyncio"), ("cloop", "uvloop"), ("uvloop", "asyncio"))
+
+_GAP = "  "
+
+
+def _selected_ratios(results: Results) -> list[tuple[str, str]]:
+    loops = results.plan.loops
+    return [(a, b) for a, b in RATIOS if a in loops and b in loops]
+
+
+def _summary(results: Results, workload: str, loop: str) -> Summary | None:
+    cell = results.cells.get((workload, loop))
+    if cell is None or cell.error is not None or not cell.samples:
+        return None
+    return Summary.of(cell.samples)
+
+
+def ratios(results: Results, workload: str) -> dict[str, float | None]:
+    """Speed ratios for one workload, keyed ``"a_vs_b"`` (b median / a median)."""
+    out: dict[str, float | None] = {}
+    for a, b in _selected_ratios(results):
+        sa, sb = _summary(results, workload, a), _summary(results, workload, b)
+        out[f"{a}_vs_{b}"] = speedup(sb.median, sa.median) if sa and sb else None
+    return out
+
+
+def _geomeans(results: Results) -> dict[str, float | None]:
+    per_workload = [ratios(results, wl.name) for wl in results.plan.workloads]
+    keys = [f"{a}_vs_{b}" for a, b in _selected_ratios(results)]
+    means: dict[str, float | None] = {}
+    for key in keys:
+        values = [r[key] for r in per_workload]
+        means[key] = geomean(v for v in values if v is not None)
+    return means
+
+
+def _ms(seconds: float) -> str:
+    # Three significant digits; thresholds such that 99.97 prints as "100".
+    ms = seconds * 1000
+    if ms >= 99.95:
+        return f"{ms:.0f}"
+    if ms >= 9.995:
+        return f"{ms:.1f}"
+    return f"{ms:.2f}"
+
+
+def _count(n: int) -> str:
+    for unit, scale in (("M", 1_000_000), ("k", 1_000)):
+        if n >= scale and n % (scale // 10) == 0:
+            value = n / scale
+            return f"{value:g}{unit}"
+    return str(n)
+
+
+def _time_cell(results: Results, workload: str, loop: str) -> str:
+    status = results.loops.get(loop)
+    if status is None:  # interrupted before the probe
+        return "-"
+    if status.state == NOT_INSTALLED:
+        return "not installed"
+    if status.state != OK:
+        return "FAILED"
+    cell = results.cells[workload, loop]
+    if cell.error is not None:
+        return "FAILED"
+    if not cell.samples:
+        return "-"
+    s = Summary.of(cell.samples)
+    return f"{_ms(s.median)} [{_ms(s.low)}-{_ms(s.high)}]"
+
+
+def _ratio_cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _spans(groups: list[str]) -> list[tuple[int, int]]:
+    """(first, last) column index of each run of equal group titles."""
+    spans: list[tuple[int, int]] = []
+    for index, title in enumerate(groups):
+        if spans and groups[spans[-1][0]] == title:
+            spans[-1] = (spans[-1][0], index)
+        else:
+            spans.append((index, index))
+    return spans
+
+
+def _layout(groups: list[str], header: list[str], rows: list[list[str]]) -> list[str]:
+    """Align columns: the first left, the rest right; group titles span columns."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def span_width(first: int, last: int) -> int:
+        return sum(widths[first : last + 1]) + len(_GAP) * (last - first)
+
+    # Widen the last column of a group when its title is wider than the span.
+    for first, last in _spans(groups):
+        widths[last] += max(0, len(groups[first]) - span_width(first, last))
+    titles = [
+        groups[first].center(span_width(first, last)) for first, last in _spans(groups)
+    ]
+    lines = [_GAP.join(titles).rstrip()]
+    for row in [header, *rows]:
+        cells = [row[0].ljust(widths[0])]
+        cells += [row[i].rjust(widths[i]) for i in range(1, len(row))]
+        lines.append(_GAP.join(cells).rstrip())
+    return lines
+
+
+def _loop_label(results: Results, loop: str) -> str:
+    status = results.loops.get(loop)
+    if status is None:
+        return f"{loop}: not probed"
+    if status.state == OK:
+        version = status.info.get("version") or "?"
+        return f"{loop} {version} ({status.info.get('class', '?')})"
+    if status.state == NOT_INSTALLED:
+        return f"{loop}: not installed ({status.error})"
+    return f"{loop}: FAILED (see below)"
+
+
+def format_report(results: Results) -> str:
+    plan = results.plan
+    mode = "quick" if plan.quick else "full"
+    lines = [
+        f"cloop.bench: Python {platform.python_version()}"
+        f" ({platform.python_implementation()}), {platform.platform()},"
+        f" {os.cpu_count()} CPUs; {mode} mode: {plan.reps} worker process(es)"
+        f" x {plan.passes} timed pass(es) per cell; {results.elapsed:.0f} s",
+        "loops: " + "; ".join(_loop_label(results, loop) for loop in plan.loops),
+        "",
+    ]
+    pairs = _selected_ratios(results)
+    groups = ["", ""] + ["time, ms: median [min-max]"] * len(plan.loops)
+    groups += [f"{a}: x faster" for a, _ in pairs]
+    header = ["workload", "n", *plan.loops, *(f"vs {b}" for _, b in pairs)]
+    rows = []
+    for wl in plan.workloads:
+        r = ratios(results, wl.name)
+        rows.append(
+            [wl.name, _count(plan.size(wl))]
+            + [_time_cell(results, wl.name, loop) for loop in plan.loops]
+            + [_ratio_cell(r[f"{a}_vs_{b}"]) for a, b in pairs]
+        )
+    if pairs:
+        means = _geomeans(results)
+        rows.append(
+            ["geomean", ""]
+            + [""] * len(plan.loops)
+            + [_ratio_cell(means[f"{a}_vs_{b}"]) for a, b in pairs]
+        )
+    lines += _layout(groups, header, rows)
+    lines += [
+        "",
+        f"time: median over worker processes (each: warm-up, then best of"
+        f" {plan.passes} timed passes); [min-max] across processes.",
+    ]
+    if pairs:
+        lines.append(
+            "A vs B: B median / A median = how many times faster A ran"
+            " (>1.00x: A faster). geomean: over workloads with both numbers."
+        )
+    problems = [
+        f"  {loop}: FAILED to start: {status.error}"
+        for loop, status in results.loops.items()
+        if status.state == FAILED
+    ]
+    problems += [
+        f"  {workload} on {loop}: FAILED: {cell.error}"
+        for (workload, loop), cell in results.cells.items()
+        if cell.error is not None
+    ]
+    if problems:
+        lines += ["", "problems:", *problems]
+    if results.interrupted:
+        lines += ["", "interrupted: the numbers above are partial."]
+    return "\n".join(lines)
+
+
+def _cell_json(results: Results, workload: str, loop: str) -> dict[str, Any]:
+    status = results.loops[loop]
+    if status.state != OK:
+        return {"state": status.state, "error": status.error}
+    cell: Cell = results.cells[workload, loop]
+    out: dict[str, Any] = {
+        "state": FAILED if cell.error is not None else OK,
+        "error": cell.error,
+        "samples_s": cell.samples,
+        "passes_s": cell.passes,
+        "warmups_s": cell.warmups,
+    }
+    if cell.error is None and cell.samples:
+        s = Summary.of(cell.samples)
+        out.update(median_s=s.median, min_s=s.low, max_s=s.high)
+    return out
+
+
+def to_json(results: Results, argv: list[str]) -> dict[str, Any]:
+    """Everything measured, for ``--json``: raw samples, medians and ratios."""
+    plan = results.plan
+    cloop = results.loops.get("cloop")
+    return {
+        "tool": "cloop.bench",
+        "format": 1,
+        "argv": argv,
+        "python": sys.version,
+        "python_version": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "mode": "quick" if plan.quick else "full",
+        "reps": plan.reps,
+        "passes": plan.passes,
+        "elapsed_s": results.elapsed,
+        "interrupted": results.interrupted,
+        "loops": {
+            name: {"state": s.state, "error": s.error, **s.info}
+            for name, s in results.loops.items()
+        },
+        "cloop_features": cloop.info.get("features") if cloop else None,
+        "workloads": {
+            wl.name: {
+                "doc": wl.doc,
+                "size": plan.size(wl),
+                "loops": {
+                    loop: _cell_json(results, wl.name, loop)
+                    for loop in plan.loops
+                    if loop in results.loops
+                },
+                "ratios": ratios(results, wl.name),
+            }
+            for wl in plan.workloads
+        },
+        "geomean": _geomeans(results),
+    }

@@ -15,7 +15,7 @@ import asyncio
 import os
 import sys
 import warnings
-from asyncio import events
+from asyncio import events, unix_events
 from typing import Any, Coroutine, TypeVar
 
 from . import _cloop
@@ -56,9 +56,10 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None,
         return runner.run(main)
 
 
-_BasePolicy: Any = getattr(events, "BaseDefaultEventLoopPolicy", None) or getattr(
-    events, "_BaseDefaultEventLoopPolicy"
-)
+# asyncio's Unix policy, so that get_child_watcher()/set_child_watcher()
+# behave as under asyncio where Python still has them (cloop's loops reap
+# their own children and never use a watcher).
+_BasePolicy: Any = unix_events._UnixDefaultEventLoopPolicy
 
 
 class EventLoopPolicy(_BasePolicy):  # type: ignore[misc,valid-type]

@@ -38,8 +38,6 @@ class Loop(_cloop.CoreLoop, base_events.BaseEventLoop):  # type: ignore[misc]
         self._ssock, self._csock = socket.socketpair()
         self._ssock.setblocking(False)
         self._csock.setblocking(False)
-        self._cl_wakeup_installed = False
-        self._cl_wakeup_prev = -1
         self._cl_watch_signal_fd(self._ssock.fileno())
 
     # --- running -----------------------------------------------------
@@ -52,12 +50,13 @@ class Loop(_cloop.CoreLoop, base_events.BaseEventLoop):  # type: ignore[misc]
         try:
             # In the main thread, Ctrl-C must interrupt an idle poll.
             try:
-                self._cl_wakeup(True)
+                previous: int | None = self._cl_set_wakeup()
             except ValueError:
-                pass
+                previous = None
             self._cl_run()
         finally:
-            self._cl_wakeup(bool(self._signal_handlers))
+            if previous is not None and not self._signal_handlers:
+                self._cl_unset_wakeup(previous)
             if _HAS_RUN_FOREVER_SETUP:
                 self._run_forever_cleanup()
             else:
@@ -101,10 +100,6 @@ class Loop(_cloop.CoreLoop, base_events.BaseEventLoop):  # type: ignore[misc]
                     source=self,
                 )
                 self._signal_handlers.clear()
-        try:
-            self._cl_wakeup(False)
-        except ValueError:
-            pass
         super().close()
         self._cl_close()
         self._ssock.close()
@@ -112,19 +107,25 @@ class Loop(_cloop.CoreLoop, base_events.BaseEventLoop):  # type: ignore[misc]
 
     # --- signals -----------------------------------------------------
 
-    def _cl_wakeup(self, want: bool) -> None:
-        """Install or restore the signal wake-up fd (main thread only)."""
-        if want == self._cl_wakeup_installed:
-            return
+    def _cl_set_wakeup(self) -> int:
+        """Point signal.set_wakeup_fd() at this loop (main thread only);
+        return the fd it replaced."""
+        return signal.set_wakeup_fd(self._csock.fileno())
+
+    def _cl_unset_wakeup(self, previous: int = -1) -> None:
+        """Undo _cl_set_wakeup() if the wake-up fd is still this loop's.
+
+        Loops come and go in any order, so a loop only ever takes back its
+        own fd, never one another loop installed since."""
         ours = self._csock.fileno()
-        if want:
-            self._cl_wakeup_prev = signal.set_wakeup_fd(ours)
-            self._cl_wakeup_installed = True
-            return
-        self._cl_wakeup_installed = False
-        current = signal.set_wakeup_fd(self._cl_wakeup_prev)
+        if previous == ours:
+            previous = -1
+        try:
+            current = signal.set_wakeup_fd(previous)
+        except OSError:
+            # The fd we replaced was closed meanwhile.
+            current = signal.set_wakeup_fd(-1)
         if current != ours:
-            # Someone replaced ours meanwhile; theirs stays.
             signal.set_wakeup_fd(current)
 
     def _cl_handle_signals(self, signums: bytes) -> None:
@@ -161,7 +162,7 @@ class Loop(_cloop.CoreLoop, base_events.BaseEventLoop):  # type: ignore[misc]
         try:
             # Fails outside the main thread, so a loop running in another
             # thread cannot take over a signal.
-            self._cl_wakeup(True)
+            self._cl_set_wakeup()
         except (ValueError, OSError) as exc:
             raise RuntimeError(str(exc))
 
@@ -176,7 +177,7 @@ class Loop(_cloop.CoreLoop, base_events.BaseEventLoop):  # type: ignore[misc]
             del self._signal_handlers[sig]
             if not self._signal_handlers and not self.is_running():
                 try:
-                    self._cl_wakeup(False)
+                    self._cl_unset_wakeup()
                 except (ValueError, OSError) as nexc:
                     base_events.logger.info("set_wakeup_fd(-1) failed: %s", nexc)
             if exc.errno == errno.EINVAL:
@@ -198,7 +199,7 @@ class Loop(_cloop.CoreLoop, base_events.BaseEventLoop):  # type: ignore[misc]
             raise
         if not self._signal_handlers and not self.is_running():
             try:
-                self._cl_wakeup(False)
+                self._cl_unset_wakeup()
             except (ValueError, OSError) as exc:
                 base_events.logger.info("set_wakeup_fd(-1) failed: %s", exc)
         return True

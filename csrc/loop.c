@@ -1038,6 +1038,68 @@ Loop_set_task_factory(cl_loop *self, PyObject *value,
     return 0;
 }
 
+/* _ready and _scheduled: asyncio keeps a deque and a heapq list under
+ * these names and some code polls them ("while loop._ready: ...").  cloop
+ * answers with snapshots of its C queue and heap, so such code sees the
+ * truth; assignments (BaseEventLoop.__init__ makes both) are ignored, and
+ * changing a snapshot changes nothing. */
+static PyObject *
+Loop_get_ready(cl_loop *self, void *Py_UNUSED(closure))
+{
+    PyObject *list = PyList_New((Py_ssize_t)self->ready.len);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < self->ready.len; i++) {
+        PyObject *h =
+            self->ready.items[(self->ready.head + i) & (self->ready.cap - 1)];
+        PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(h));
+    }
+    return list;
+}
+
+static PyObject *
+Loop_get_scheduled(cl_loop *self, void *Py_UNUSED(closure))
+{
+    PyObject *list = PyList_New((Py_ssize_t)self->timers.len);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < self->timers.len; i++) {
+        PyObject *th = (PyObject *)CL_TIMERHANDLE(self->timers.nodes[i]);
+        PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(th));
+    }
+    return list;
+}
+
+static int
+Loop_set_ignored(cl_loop *Py_UNUSED(self), PyObject *value,
+                 void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
+    }
+    return 0;
+}
+
+/* _run_once(): one turn, as BaseEventLoop._run_once() is one iteration;
+ * code that steps a loop by hand calls it. */
+static PyObject *
+Loop_run_once(cl_loop *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    Py_INCREF(self);
+    int r = run_turn(self);
+    Py_DECREF(self);
+    if (r < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Loop_methods[] = {
     {"call_soon", (PyCFunction)(void (*)(void))Loop_call_soon,
      METH_FASTCALL | METH_KEYWORDS, NULL},
@@ -1058,6 +1120,7 @@ static PyMethodDef Loop_methods[] = {
     {"_add_callback", (PyCFunction)Loop_add_callback, METH_O, NULL},
     {"_write_to_self", (PyCFunction)Loop_write_to_self, METH_NOARGS, NULL},
     {"_cl_run", (PyCFunction)Loop_cl_run, METH_NOARGS, NULL},
+    {"_run_once", (PyCFunction)Loop_run_once, METH_NOARGS, NULL},
     {"_cl_close", (PyCFunction)Loop_cl_close, METH_NOARGS, NULL},
     {"_cl_watch_signal_fd", (PyCFunction)Loop_cl_watch_signal_fd, METH_O,
      NULL},
@@ -1071,6 +1134,9 @@ static PyGetSetDef Loop_getset[] = {
     {"_closed", (getter)Loop_get_closed, (setter)Loop_set_closed, NULL,
      NULL},
     {"_thread_id", (getter)Loop_get_thread_id, (setter)Loop_set_thread_id,
+     NULL, NULL},
+    {"_ready", (getter)Loop_get_ready, (setter)Loop_set_ignored, NULL, NULL},
+    {"_scheduled", (getter)Loop_get_scheduled, (setter)Loop_set_ignored,
      NULL, NULL},
     {"_task_factory", (getter)Loop_get_task_factory,
      (setter)Loop_set_task_factory, NULL, NULL},

@@ -26,10 +26,6 @@ Categories:
     The test requires asyncio's Python ``Handle``/``TimerHandle`` classes;
     cloop's handles are its own C types with the same public API.
     Intended.
-``child-watcher``
-    The test installs a child watcher through the event loop policy.
-    cloop's policy has none: libuv reaps cloop's subprocesses.  Intended;
-    the watcher API is deprecated since 3.12 and removed in 3.14.
 ``not-yet``
     The test needs a feature cloop does not implement yet (networking,
     subprocesses); the entry goes when the feature lands.
@@ -39,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CATEGORIES = ("internals", "handle-type", "child-watcher", "not-yet")
+CATEGORIES = ("internals", "handle-type", "not-yet")
 
 
 @dataclass(frozen=True)
@@ -53,71 +49,7 @@ class XFail:
     versions: tuple[str, ...] = ()
 
 
-_TASK_CLASSES = (
-    "CTask_CFuture_Tests",
-    "CTask_CFuture_SubclassTests",
-    "CTaskSubclass_PyFuture_Tests",
-    "PyTask_CFutureSubclass_Tests",
-    "CTask_PyFuture_Tests",
-    "PyTask_CFuture_Tests",
-    "PyTask_PyFuture_Tests",
-    "PyTask_PyFuture_SubclassTests",
-)
-
-_GET_EVENT_LOOP_TESTS = tuple(
-    f"{cls}.{test}"
-    for cls in ("TestPyGetEventLoop", "TestCGetEventLoop")
-    for test in (
-        "test_get_event_loop_new_process",
-        "test_get_event_loop_returns_running_loop",
-        "test_get_event_loop_returns_running_loop2",
-    )
-)
-
-
 EXPECTED_FAILURES: dict[str, list[XFail]] = {
-    "test_tasks": [
-        XFail(
-            "internals",
-            "The test steps the loop by calling loop._run_once() and then "
-            "checks that loop._ready is empty; cloop inherits "
-            "BaseEventLoop._run_once but never uses it (its run loop is C), "
-            "so the call fails for lack of a selector.",
-            tuple(f"{cls}.test_log_destroyed_pending_task"
-                  for cls in _TASK_CLASSES),
-        ),
-        XFail(
-            "internals",
-            "GatherTestsBase._run_loop() runs the loop 'while loop._ready', "
-            "asyncio's deque of ready handles; cloop keeps its ready queue "
-            "in C, so loop._ready is always empty, the loop never runs and "
-            "the gather is still pending when the test checks it (the same "
-            "tests pass when the loop is run a few turns instead).",
-            (
-                "FutureGatherTests.test_success",
-                "FutureGatherTests.test_result_exception_success",
-                "FutureGatherTests.test_one_exception",
-                "FutureGatherTests.test_return_exceptions",
-                "FutureGatherTests.test_one_cancellation",
-                "CoroutineGatherTests.test_success",
-                "CoroutineGatherTests.test_result_exception_success",
-                "CoroutineGatherTests.test_one_exception",
-                "CoroutineGatherTests.test_return_exceptions",
-                "CoroutineGatherTests.test_duplicate_coroutines",
-            ),
-        ),
-    ],
-    "test_events": [
-        XFail(
-            "child-watcher",
-            "Their setUp() installs a SafeChildWatcher with "
-            "asyncio.set_child_watcher(), which cloop.EventLoopPolicy does "
-            "not support (NotImplementedError, as with uvloop's policy) "
-            "because libuv reaps cloop's child processes itself.  With that "
-            "call skipped, all six pass on cloop.",
-            _GET_EVENT_LOOP_TESTS,
-        ),
-    ],
     "test_base_events": [
         XFail(
             "handle-type",

@@ -154,6 +154,7 @@ cl_timerhandle *cl_timerhandle_new(cl_loop *loop, double when,
                                    PyObject *callback, PyObject *const *args,
                                    Py_ssize_t nargs, PyObject *context);
 int cl_handle_run(cl_handle *h);
+int cl_handle_traverse(cl_handle *h, visitproc visit, void *arg);
 void cl_handle_release(cl_loop *loop, cl_handle *h);
 void cl_handle_clear_freelist(cl_loop *loop);
 

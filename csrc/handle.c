@@ -248,8 +248,8 @@ cl_handle_run(cl_handle *h)
     return 0;
 }
 
-static int
-handle_traverse(cl_handle *h, visitproc visit, void *arg)
+int
+cl_handle_traverse(cl_handle *h, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(h));
     Py_VISIT(h->callback);
@@ -316,6 +316,12 @@ cl_handle_release(cl_loop *loop, cl_handle *h)
     if (Py_REFCNT(h) != 1 || !Py_IS_TYPE(h, loop->state->HandleType) ||
         h->weakreflist != NULL ||
         (loop->nfree == loop->freecap && freelist_grow(loop) < 0)) {
+        /* Referenced elsewhere (the exception handler may have kept it):
+         * the collector must see it again (see loop.c, untrack_queue_tail).
+         */
+        if (Py_REFCNT(h) > 1 && !PyObject_GC_IsTracked((PyObject *)h)) {
+            PyObject_GC_Track(h);
+        }
         Py_DECREF(h);
         return;
     }
@@ -349,9 +355,15 @@ cl_handle_clear_freelist(cl_loop *loop)
 
 /* --- Python API ------------------------------------------------------ */
 
+/* loop.get_debug() for the loop of handle h: a field read for cloop's own
+ * loops, a method call for anything else. */
 static int
-loop_get_debug(PyObject *loop)
+loop_get_debug(cl_handle *h, PyObject *loop)
 {
+    cl_state *st = cl_get_state_by_type(Py_TYPE(h));
+    if (PyObject_TypeCheck(loop, st->LoopType)) {
+        return ((cl_loop *)loop)->debug;
+    }
     PyObject *res = PyObject_CallMethod(loop, "get_debug", NULL);
     if (res == NULL) {
         return -1;
@@ -374,7 +386,7 @@ handle_init_from_python(cl_handle *h, PyObject *callback, PyObject *args,
     if (seq == NULL) {
         return -1;
     }
-    int debug = loop_get_debug(loop);
+    int debug = loop_get_debug(h, loop);
     int r = -1;
     if (debug >= 0) {
         r = handle_init(h, loop, callback, &PyTuple_GET_ITEM(seq, 0),
@@ -436,7 +448,7 @@ handle_do_cancel(cl_handle *self)
     }
     self->cancelled = 1;
     if (self->loop != NULL) {
-        int debug = loop_get_debug(self->loop);
+        int debug = loop_get_debug(self, self->loop);
         if (debug > 0) {
             PyObject *repr = PyObject_Repr((PyObject *)self);
             if (repr != NULL) {
@@ -692,7 +704,7 @@ static PyType_Slot Handle_slots[] = {
     {Py_tp_new, handle_new_from_python},
     {Py_tp_init, Handle_tp_init},
     {Py_tp_dealloc, handle_dealloc},
-    {Py_tp_traverse, handle_traverse},
+    {Py_tp_traverse, cl_handle_traverse},
     {Py_tp_clear, handle_clear},
     {Py_tp_repr, Handle_repr},
     {Py_tp_methods, Handle_methods},
@@ -724,7 +736,8 @@ static PyType_Slot TimerHandle_slots[] = {
     {Py_tp_doc, "A callback scheduled with call_later() or call_at(), as "
                 "asyncio.TimerHandle."},
     {Py_tp_init, TimerHandle_tp_init},
-    {Py_tp_traverse, handle_traverse},
+    {Py_tp_dealloc, handle_dealloc},
+    {Py_tp_traverse, cl_handle_traverse},
     {Py_tp_clear, handle_clear},
     {Py_tp_methods, TimerHandle_methods},
     {Py_tp_getset, TimerHandle_getset},

@@ -456,10 +456,40 @@ debug_checks(cl_loop *self, PyObject *callback, PyObject *method_name,
     return 0;
 }
 
+/* A plain handle in the ready queue that only the queue references is
+ * part of the loop in all but layout: nobody can reach it any more except
+ * through the loop.  Such a handle is untracked by the garbage collector
+ * and the loop's traverse reports what it references instead, which takes
+ * the thousands of handles a busy producer queues out of every
+ * collection.  The rule that keeps this sound: an untracked queued handle
+ * has exactly one reference (the queue's) and no weak references, so no
+ * new reference can appear, except through the _ready snapshot, which
+ * tracks the handles it hands out.  A handle leaving the queue while
+ * referenced elsewhere is tracked again (cl_handle_release).
+ *
+ * call_soon() returns the handle, so it cannot be untracked when queued;
+ * the previous one is looked at instead, usually dropped by then. */
+static inline void
+untrack_queue_tail(cl_loop *self)
+{
+    if (self->ready.len == 0) {
+        return;
+    }
+    PyObject *tail =
+        self->ready.items[(self->ready.head + self->ready.len - 1) &
+                          (self->ready.cap - 1)];
+    if (Py_REFCNT(tail) == 1 && Py_IS_TYPE(tail, self->state->HandleType) &&
+        ((cl_handle *)tail)->weakreflist == NULL &&
+        PyObject_GC_IsTracked(tail)) {
+        PyObject_GC_UnTrack(tail);
+    }
+}
+
 static PyObject *
 schedule_soon(cl_loop *self, PyObject *const *args, Py_ssize_t nargs,
               PyObject *context)
 {
+    untrack_queue_tail(self);
     cl_handle *h = cl_handle_new(self, args[0], args + 1, nargs - 1, context);
     if (h == NULL) {
         return NULL;
@@ -639,6 +669,14 @@ static PyObject *
 Loop_is_closed(cl_loop *self, PyObject *Py_UNUSED(ignored))
 {
     return PyBool_FromLong(self->closed);
+}
+
+/* asyncio's C Future calls loop.get_debug() for every future and task it
+ * creates, so it must not cost a Python frame. */
+static PyObject *
+Loop_get_debug_method(cl_loop *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->debug);
 }
 
 static PyObject *
@@ -898,8 +936,18 @@ Loop_tp_traverse(cl_loop *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     for (size_t i = 0; i < self->ready.len; i++) {
-        Py_VISIT(
-            self->ready.items[(self->ready.head + i) & (self->ready.cap - 1)]);
+        PyObject *h =
+            self->ready.items[(self->ready.head + i) & (self->ready.cap - 1)];
+        /* See untrack_queue_tail(): an untracked handle is the loop's. */
+        if (PyObject_GC_IsTracked(h)) {
+            Py_VISIT(h);
+        }
+        else {
+            int r = cl_handle_traverse((cl_handle *)h, visit, arg);
+            if (r != 0) {
+                return r;
+            }
+        }
     }
     for (size_t i = 0; i < self->timers.len; i++) {
         Py_VISIT(CL_TIMERHANDLE(self->timers.nodes[i]));
@@ -1053,6 +1101,11 @@ Loop_get_ready(cl_loop *self, void *Py_UNUSED(closure))
     for (size_t i = 0; i < self->ready.len; i++) {
         PyObject *h =
             self->ready.items[(self->ready.head + i) & (self->ready.cap - 1)];
+        /* The snapshot shares the handle: it is no longer the loop's
+         * alone (see untrack_queue_tail()). */
+        if (!PyObject_GC_IsTracked(h)) {
+            PyObject_GC_Track(h);
+        }
         PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(h));
     }
     return list;
@@ -1114,6 +1167,7 @@ static PyMethodDef Loop_methods[] = {
     {"stop", (PyCFunction)Loop_stop, METH_NOARGS, NULL},
     {"is_running", (PyCFunction)Loop_is_running, METH_NOARGS, NULL},
     {"is_closed", (PyCFunction)Loop_is_closed, METH_NOARGS, NULL},
+    {"get_debug", (PyCFunction)Loop_get_debug_method, METH_NOARGS, NULL},
     {"create_future", (PyCFunction)Loop_create_future, METH_NOARGS, NULL},
     {"create_task", (PyCFunction)(void (*)(void))Loop_create_task,
      METH_FASTCALL | METH_KEYWORDS, NULL},

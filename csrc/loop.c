@@ -579,25 +579,56 @@ parse_time(PyObject *obj, const char *what, double *out)
     return 0;
 }
 
+/* asyncio computes loop.time() + delay; for anything but an int or a float
+ * that is done the same way, so odd types (Decimal, str) raise the same
+ * TypeError. */
+static int
+deadline_after(PyObject *delay, double *when)
+{
+    if (delay == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "delay must not be None");
+        return -1;
+    }
+    double now = cl_monotonic();
+    if (PyFloat_CheckExact(delay) || PyLong_CheckExact(delay)) {
+        double d = PyFloat_AsDouble(delay);
+        if (d == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
+        *when = now + d;
+        return 0;
+    }
+    PyObject *pnow = PyFloat_FromDouble(now);
+    if (pnow == NULL) {
+        return -1;
+    }
+    PyObject *sum = PyNumber_Add(pnow, delay);
+    Py_DECREF(pnow);
+    if (sum == NULL) {
+        return -1;
+    }
+    *when = PyFloat_AsDouble(sum);
+    Py_DECREF(sum);
+    return *when == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
 static PyObject *
 Loop_call_later(cl_loop *self, PyObject *const *args, size_t nargsf,
                 PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *context;
-    double delay;
+    double when;
     if (parse_callback_args(self, "call_later", "delay", nargs, kwnames, args,
                             &context) < 0 ||
-        parse_time(args[0], "delay must not be None", &delay) < 0 ||
-        check_open(self) < 0) {
+        deadline_after(args[0], &when) < 0 || check_open(self) < 0) {
         return NULL;
     }
     if (self->debug &&
         debug_checks(self, args[1], self->state->str_call_at, 1) < 0) {
         return NULL;
     }
-    return schedule_at(self, cl_monotonic() + delay, args + 1, nargs - 1,
-                       context);
+    return schedule_at(self, when, args + 1, nargs - 1, context);
 }
 
 static PyObject *

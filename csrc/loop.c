@@ -372,27 +372,33 @@ check_open(cl_loop *self)
     return 0;
 }
 
-/* _cl_run(): turns until stop().  run_forever() (Python) does asyncio's
- * set-up and clean-up around it. */
+/* Turns until stop(), or exactly one turn when once is set.  Returns -1
+ * with the exception that ended the run (SystemExit, KeyboardInterrupt, or
+ * one raised inside a libuv callback). */
 static PyObject *
-Loop_cl_run(cl_loop *self, PyObject *Py_UNUSED(ignored))
+run_turns(cl_loop *self, int once)
 {
     if (check_open(self) < 0) {
         return NULL;
     }
     Py_INCREF(self);
-    PyObject *res = Py_None;
-    for (;;) {
-        if (run_turn(self) < 0) {
-            res = NULL;
-            break;
-        }
-        if (self->stopping) {
-            break;
-        }
-    }
+    int r;
+    do {
+        r = run_turn(self);
+    } while (r == 0 && !once && !self->stopping);
     Py_DECREF(self);
-    return Py_XNewRef(res);
+    if (r < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* _cl_run(): run_forever() (Python) does asyncio's set-up and clean-up
+ * around it. */
+static PyObject *
+Loop_cl_run(cl_loop *self, PyObject *Py_UNUSED(ignored))
+{
+    return run_turns(self, 0);
 }
 
 /* --- Scheduling -------------------------------------------------------- */
@@ -1172,16 +1178,7 @@ Loop_set_ignored(cl_loop *Py_UNUSED(self), PyObject *value,
 static PyObject *
 Loop_run_once(cl_loop *self, PyObject *Py_UNUSED(ignored))
 {
-    if (check_open(self) < 0) {
-        return NULL;
-    }
-    Py_INCREF(self);
-    int r = run_turn(self);
-    Py_DECREF(self);
-    if (r < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return run_turns(self, 1);
 }
 
 static PyMethodDef Loop_methods[] = {

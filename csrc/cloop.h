@@ -48,7 +48,6 @@ typedef struct {
     PyObject *str_handle_signal;
     PyObject *str_call_soon;
     PyObject *str_call_soon_threadsafe;
-    PyObject *str_call_later;
     PyObject *str_call_at;
 
     /* ("loop",): kwnames for creating futures. */

@@ -101,7 +101,6 @@ module_exec(PyObject *module)
     INTERN(str_handle_signal, "_cl_handle_signals");
     INTERN(str_call_soon, "call_soon");
     INTERN(str_call_soon_threadsafe, "call_soon_threadsafe");
-    INTERN(str_call_later, "call_later");
     INTERN(str_call_at, "call_at");
     INTERN(str_name, "name");
     st->kwnames_loop = PyTuple_Pack(1, st->str_loop);
@@ -141,7 +140,6 @@ module_exec(PyObject *module)
     X(str_handle_signal)                                                    \
     X(str_call_soon)                                                        \
     X(str_call_soon_threadsafe)                                             \
-    X(str_call_later)                                                       \
     X(str_call_at)                                                          \
     X(kwnames_loop)                                                         \
     X(str_name)                                                             \

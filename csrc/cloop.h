@@ -71,6 +71,8 @@ typedef struct {
 } cl_ring;
 
 typedef struct cl_handle cl_handle;
+/* poll.c: the add_reader()/add_writer() registrations of a loop. */
+typedef struct cl_pollset cl_pollset;
 
 typedef struct {
     PyObject_HEAD
@@ -105,7 +107,24 @@ typedef struct {
     Py_ssize_t nfree;
     Py_ssize_t freecap;
     cl_handle **freelist;
+
+
+    /* poll.c: readers and writers by fd; NULL until the first one. */
+    cl_pollset *pollset;
 } cl_loop;
+
+/* Take back the GIL released before the poll (see loop.c).  Every libuv
+ * callback that touches Python calls it first; it costs one branch when
+ * the GIL is already held. */
+static inline void
+cl_acquire(cl_loop *self)
+{
+    if (self->saved_tstate != NULL) {
+        PyThreadState *ts = self->saved_tstate;
+        self->saved_tstate = NULL;
+        PyEval_RestoreThread(ts);
+    }
+}
 
 struct cl_handle {
     PyObject_HEAD
@@ -141,6 +160,7 @@ PyObject *cl_get_hook(cl_state *st, const char *name);
 extern PyType_Spec cl_loop_spec;
 double cl_monotonic(void);
 int cl_loop_push_ready(cl_loop *loop, PyObject *handle);
+void cl_loop_stash_exception(cl_loop *loop);
 void cl_loop_timer_cancelled(cl_loop *loop, cl_timerhandle *th);
 
 /* handle.c */
@@ -156,6 +176,12 @@ int cl_handle_run(cl_handle *h);
 int cl_handle_traverse(cl_handle *h, visitproc visit, void *arg);
 void cl_handle_release(cl_loop *loop, cl_handle *h);
 void cl_handle_clear_freelist(cl_loop *loop);
+
+/* poll.c: add_reader()/add_writer() and friends, CoreLoop methods. */
+extern PyMethodDef cl_poll_methods[];
+void cl_poll_close_all(cl_loop *loop);
+int cl_poll_traverse(cl_loop *loop, visitproc visit, void *arg);
+
 
 /* errors.c */
 PyObject *cl_fetch_exc(void);

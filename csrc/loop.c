@@ -109,15 +109,7 @@ cl_loop_push_ready(cl_loop *loop, PyObject *handle)
 
 /* --- GIL hand-off ------------------------------------------------------ */
 
-static inline void
-cl_acquire(cl_loop *self)
-{
-    if (self->saved_tstate != NULL) {
-        PyThreadState *ts = self->saved_tstate;
-        self->saved_tstate = NULL;
-        PyEval_RestoreThread(ts);
-    }
-}
+/* cl_acquire() is in cloop.h: every file's libuv callbacks use it. */
 
 static void
 on_prepare_poll(uv_prepare_t *handle)
@@ -143,9 +135,10 @@ on_async_wake(uv_async_t *Py_UNUSED(handle))
 }
 
 /* Keep the first exception raised inside a libuv callback and end uv_run;
- * the run loop re-raises it. */
-static void
-loop_stash_exception(cl_loop *self)
+ * the run loop re-raises it.  Every libuv callback that can fail ends this
+ * way: exceptions never cross libuv. */
+void
+cl_loop_stash_exception(cl_loop *self)
 {
     PyObject *exc = cl_fetch_exc();
     if (self->pending_exc == NULL) {
@@ -173,7 +166,7 @@ on_signal_readable(uv_poll_t *handle, int status, int Py_UNUSED(events))
     ssize_t n;
     PyObject *signums = PyBytes_FromStringAndSize(NULL, 0);
     if (signums == NULL) {
-        loop_stash_exception(self);
+        cl_loop_stash_exception(self);
         return;
     }
     for (;;) {
@@ -192,14 +185,14 @@ on_signal_readable(uv_poll_t *handle, int status, int Py_UNUSED(events))
     }
     if (signums == NULL || PyErr_CheckSignals() < 0) {
         Py_XDECREF(signums);
-        loop_stash_exception(self);
+        cl_loop_stash_exception(self);
         return;
     }
     if (PyBytes_GET_SIZE(signums) > 0) {
         PyObject *res = PyObject_CallMethodOneArg(
             (PyObject *)self, self->state->str_handle_signal, signums);
         if (res == NULL) {
-            loop_stash_exception(self);
+            cl_loop_stash_exception(self);
         }
         Py_XDECREF(res);
     }
@@ -876,13 +869,19 @@ loop_close_uv(cl_loop *self)
         return;
     }
     stop_signal_poll(self);
+    cl_poll_close_all(self);
     uv_walk(self->uvloop, on_walk_close, NULL);
     self->timer = NULL;
     self->async = NULL;
     self->prepare = NULL;
     self->may_block = 0;
+    /* Work still running on libuv's pool keeps the loop
+     * busy; other threads run while close waits for it, and its completion
+     * callback takes the GIL back as every callback does. */
     while (uv_loop_close(self->uvloop) == UV_EBUSY) {
+        self->saved_tstate = PyEval_SaveThread();
         uv_run(self->uvloop, UV_RUN_DEFAULT);
+        cl_acquire(self);
     }
     PyMem_RawFree(self->uvloop);
     self->uvloop = NULL;
@@ -989,6 +988,10 @@ Loop_tp_traverse(cl_loop *self, visitproc visit, void *arg)
     for (size_t i = 0; i < self->timers.len; i++) {
         Py_VISIT(CL_TIMERHANDLE(self->timers.nodes[i]));
     }
+    int r = cl_poll_traverse(self, visit, arg);
+    if (r != 0) {
+        return r;
+    }
     Py_VISIT(self->pending_exc);
     Py_VISIT(self->thread_id);
     Py_VISIT(self->task_factory);
@@ -1000,6 +1003,7 @@ Loop_tp_clear(cl_loop *self)
 {
     ring_clear(&self->ready);
     clear_timers(self);
+    cl_poll_close_all(self);
     Py_CLEAR(self->pending_exc);
     Py_SETREF(self->task_factory, Py_NewRef(Py_None));
     return 0;

@@ -82,6 +82,25 @@ add_type(PyObject *module, PyTypeObject **slot, PyType_Spec *spec,
     return PyModule_AddType(module, *slot);
 }
 
+/* Add the methods another file defines to a type made from a spec (one
+ * Py_tp_methods slot per spec; poll.c keeps its own table). */
+static int
+add_methods(PyTypeObject *tp, PyMethodDef *defs)
+{
+    for (PyMethodDef *def = defs; def->ml_name != NULL; def++) {
+        PyObject *descr = PyDescr_NewMethod(tp, def);
+        if (descr == NULL) {
+            return -1;
+        }
+        int r = PyObject_SetAttrString((PyObject *)tp, def->ml_name, descr);
+        Py_DECREF(descr);
+        if (r < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int
 module_exec(PyObject *module)
 {
@@ -89,7 +108,8 @@ module_exec(PyObject *module)
     if (add_type(module, &st->LoopType, &cl_loop_spec, NULL) < 0 ||
         add_type(module, &st->HandleType, &cl_handle_spec, NULL) < 0 ||
         add_type(module, &st->TimerHandleType, &cl_timerhandle_spec,
-                 (PyObject *)st->HandleType) < 0) {
+                 (PyObject *)st->HandleType) < 0 ||
+        add_methods(st->LoopType, cl_poll_methods) < 0) {
         return -1;
     }
     INTERN(str_context, "context");

@@ -21,13 +21,16 @@ from asyncio import base_events, coroutines, events
 from typing import Any, Callable
 
 from . import _cloop
+from ._sock import SockMixin
 
 __all__ = ["Loop"]
 
 _HAS_RUN_FOREVER_SETUP = hasattr(base_events.BaseEventLoop, "_run_forever_setup")
 
 
-class Loop(_cloop.CoreLoop, base_events.BaseEventLoop):  # type: ignore[misc]
+class Loop(  # type: ignore[misc]
+    _cloop.CoreLoop, SockMixin, base_events.BaseEventLoop
+):
     """An asyncio event loop whose engine is C on libuv."""
 
     def __init__(self) -> None:

@@ -1,0 +1,239 @@
+"""sock_recv(), sock_sendall() and the rest, over add_reader()/add_writer().
+
+Each operation first tries the system call; only if the socket is not
+ready does it register a reader or writer (the C core in csrc/poll.c) and
+wait on a future.  The registration is removed when the future is done,
+whether by result, exception or cancellation, unless another registration
+has replaced it meanwhile (its handle is then cancelled): the semantics of
+asyncio's selector loop, which is the oracle for every message and
+exception type here.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+from asyncio import base_events, futures
+from typing import Any
+
+_RETRY = (BlockingIOError, InterruptedError)
+
+
+class SockMixin:
+    """sock_* coroutines for cloop.Loop."""
+
+    # Provided by the C core and BaseEventLoop.
+    _debug: bool
+    _add_reader: Any
+    _add_writer: Any
+    remove_reader: Any
+    remove_writer: Any
+    create_future: Any
+    _ensure_resolved: Any
+
+    def _cl_check_sock(self, sock: socket.socket) -> None:
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+
+    def _cl_wait_readable(self, sock: socket.socket, fut: futures.Future,
+                          callback: Any, *args: Any) -> None:
+        fd = sock.fileno()
+        handle = self._add_reader(fd, callback, fut, *args)
+        fut.add_done_callback(
+            functools.partial(self._cl_read_done, fd, handle))
+
+    def _cl_wait_writable(self, sock: socket.socket, fut: futures.Future,
+                          callback: Any, *args: Any) -> None:
+        fd = sock.fileno()
+        handle = self._add_writer(fd, callback, fut, *args)
+        fut.add_done_callback(
+            functools.partial(self._cl_write_done, fd, handle))
+
+    def _cl_read_done(self, fd: int, handle: Any, fut: Any) -> None:
+        # A cancelled handle was replaced by someone else's reader.
+        if not handle.cancelled():
+            self.remove_reader(fd)
+
+    def _cl_write_done(self, fd: int, handle: Any, fut: Any) -> None:
+        if not handle.cancelled():
+            self.remove_writer(fd)
+
+    # --- receiving --------------------------------------------------
+
+    @staticmethod
+    def _cl_retry(fut: futures.Future, op: Any, *args: Any) -> None:
+        """Reader/writer callback: run op(*args) into fut, or wait again."""
+        if fut.done():
+            return
+        try:
+            result = op(*args)
+        except _RETRY:
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+    async def _cl_read_op(self, sock: socket.socket, op: Any,
+                          *args: Any) -> Any:
+        self._cl_check_sock(sock)
+        try:
+            return op(*args)
+        except _RETRY:
+            pass
+        fut = self.create_future()
+        self._cl_wait_readable(sock, fut, self._cl_retry, op, *args)
+        return await fut
+
+    async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
+        """Receive up to n bytes from sock."""
+        return await self._cl_read_op(sock, sock.recv, n)
+
+    async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
+        """Receive into buf; return the number of bytes written."""
+        return await self._cl_read_op(sock, sock.recv_into, buf)
+
+    async def sock_recvfrom(self, sock: socket.socket,
+                            bufsize: int) -> tuple[bytes, Any]:
+        """Receive a datagram: (data, address)."""
+        return await self._cl_read_op(sock, sock.recvfrom, bufsize)
+
+    async def sock_recvfrom_into(self, sock: socket.socket, buf: Any,
+                                 nbytes: int = 0) -> tuple[int, Any]:
+        """Receive a datagram into buf: (nbytes, address)."""
+        self._cl_check_sock(sock)
+        if not nbytes:
+            nbytes = len(buf)
+        return await self._cl_read_op(sock, sock.recvfrom_into, buf, nbytes)
+
+    # --- sending ----------------------------------------------------
+
+    async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
+        """Send all of data, waiting for the socket as needed."""
+        self._cl_check_sock(sock)
+        try:
+            n = sock.send(data)
+        except _RETRY:
+            n = 0
+        if n == len(data):
+            return
+        fut = self.create_future()
+        # The position lives in a list the callback updates.
+        self._cl_wait_writable(sock, fut, self._cl_sendall_ready, sock,
+                               memoryview(data), [n])
+        return await fut
+
+    @staticmethod
+    def _cl_sendall_ready(fut: futures.Future, sock: socket.socket,
+                          view: memoryview, pos: list[int]) -> None:
+        if fut.done():
+            return
+        try:
+            n = sock.send(view[pos[0]:])
+        except _RETRY:
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+            return
+        pos[0] += n
+        if pos[0] == len(view):
+            fut.set_result(None)
+
+    async def sock_sendto(self, sock: socket.socket, data: Any,
+                          address: Any) -> int:
+        """Send a datagram to address; return the number of bytes sent."""
+        self._cl_check_sock(sock)
+        try:
+            return sock.sendto(data, address)
+        except _RETRY:
+            pass
+        fut = self.create_future()
+        self._cl_wait_writable(sock, fut, self._cl_retry, sock.sendto, data,
+                               0, address)
+        return await fut
+
+    # --- connecting and accepting -----------------------------------
+
+    async def sock_connect(self, sock: socket.socket, address: Any) -> None:
+        """Connect sock to address (resolved first for IP families)."""
+        self._cl_check_sock(sock)
+        if sock.family == socket.AF_INET or (
+                base_events._HAS_IPv6 and sock.family == socket.AF_INET6):
+            resolved = await self._ensure_resolved(
+                address, family=sock.family, type=sock.type,
+                proto=sock.proto, loop=self)
+            address = resolved[0][4]
+        fut = self.create_future()
+        try:
+            sock.connect(address)
+        except _RETRY:
+            # EINPROGRESS (or EINTR, where the connection goes on in the
+            # background): writable means connected or failed.
+            self._cl_wait_writable(sock, fut, self._cl_connect_ready, sock,
+                                   address)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(None)
+        try:
+            return await fut
+        finally:
+            # The exception's traceback would keep fut alive in a cycle.
+            fut = None
+
+    @staticmethod
+    def _cl_connect_ready(fut: futures.Future, sock: socket.socket,
+                          address: Any) -> None:
+        if fut.done():
+            return
+        try:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err != 0:
+                raise OSError(err, f"Connect call failed {address}")
+        except _RETRY:
+            pass
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(None)
+        finally:
+            fut = None  # type: ignore[assignment]
+
+    async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket,
+                                                               Any]:
+        """Accept a connection: (conn, address), conn non-blocking."""
+        self._cl_check_sock(sock)
+        fut = self.create_future()
+        self._cl_accept(fut, sock, False)
+        return await fut
+
+    def _cl_accept(self, fut: futures.Future, sock: socket.socket,
+                   registered: bool) -> None:
+        if fut.done():
+            return
+        try:
+            conn, address = sock.accept()
+            conn.setblocking(False)
+        except _RETRY:
+            if not registered:
+                self._cl_wait_readable(sock, fut, self._cl_accept_ready,
+                                       sock)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result((conn, address))
+
+    def _cl_accept_ready(self, fut: futures.Future,
+                         sock: socket.socket) -> None:
+        self._cl_accept(fut, sock, True)

@@ -108,6 +108,8 @@ typedef struct {
     Py_ssize_t freecap;
     cl_handle **freelist;
 
+    /* dns.c: lookups in flight on the worker pool (a list dns.c owns). */
+    struct cl_dns_req *dns_reqs;
 
     /* poll.c: readers and writers by fd; NULL until the first one. */
     cl_pollset *pollset;
@@ -182,6 +184,8 @@ extern PyMethodDef cl_poll_methods[];
 void cl_poll_close_all(cl_loop *loop);
 int cl_poll_traverse(cl_loop *loop, visitproc visit, void *arg);
 
+/* dns.c: getaddrinfo()/getnameinfo() on libuv's worker pool. */
+extern PyMethodDef cl_dns_methods[];
 
 /* errors.c */
 PyObject *cl_fetch_exc(void);

@@ -109,7 +109,7 @@ cl_loop_push_ready(cl_loop *loop, PyObject *handle)
 
 /* --- GIL hand-off ------------------------------------------------------ */
 
-/* cl_acquire() is in cloop.h: every file's libuv callbacks use it. */
+/* cl_acquire() is in cloop.h: dns.c's callbacks take the GIL back too. */
 
 static void
 on_prepare_poll(uv_prepare_t *handle)
@@ -875,7 +875,7 @@ loop_close_uv(cl_loop *self)
     self->async = NULL;
     self->prepare = NULL;
     self->may_block = 0;
-    /* Work still running on libuv's pool keeps the loop
+    /* Work still running on libuv's pool (a DNS lookup) keeps the loop
      * busy; other threads run while close waits for it, and its completion
      * callback takes the GIL back as every callback does. */
     while (uv_loop_close(self->uvloop) == UV_EBUSY) {

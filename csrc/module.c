@@ -83,7 +83,7 @@ add_type(PyObject *module, PyTypeObject **slot, PyType_Spec *spec,
 }
 
 /* Add the methods another file defines to a type made from a spec (one
- * Py_tp_methods slot per spec; poll.c keeps its own table). */
+ * Py_tp_methods slot per spec; poll.c and dns.c keep their own tables). */
 static int
 add_methods(PyTypeObject *tp, PyMethodDef *defs)
 {
@@ -109,7 +109,8 @@ module_exec(PyObject *module)
         add_type(module, &st->HandleType, &cl_handle_spec, NULL) < 0 ||
         add_type(module, &st->TimerHandleType, &cl_timerhandle_spec,
                  (PyObject *)st->HandleType) < 0 ||
-        add_methods(st->LoopType, cl_poll_methods) < 0) {
+        add_methods(st->LoopType, cl_poll_methods) < 0 ||
+        add_methods(st->LoopType, cl_dns_methods) < 0) {
         return -1;
     }
     INTERN(str_context, "context");

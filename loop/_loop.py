@@ -21,6 +21,7 @@ from asyncio import base_events, coroutines, events
 from typing import Any, Callable
 
 from . import _cloop
+from ._dns import DNSMixin
 from ._sock import SockMixin
 
 __all__ = ["Loop"]
@@ -29,7 +30,7 @@ _HAS_RUN_FOREVER_SETUP = hasattr(base_events.BaseEventLoop, "_run_forever_setup"
 
 
 class Loop(  # type: ignore[misc]
-    _cloop.CoreLoop, SockMixin, base_events.BaseEventLoop
+    _cloop.CoreLoop, SockMixin, DNSMixin, base_events.BaseEventLoop
 ):
     """An asyncio event loop whose engine is C on libuv."""
 

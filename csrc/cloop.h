@@ -37,6 +37,7 @@ typedef struct {
     PyTypeObject *LoopType;
     PyTypeObject *HandleType;
     PyTypeObject *TimerHandleType;
+    PyTypeObject *StreamTransportType;  /* stream.c */
 
     /* Interned names used on the hot path and in hooks. */
     PyObject *str_context;
@@ -186,6 +187,9 @@ int cl_poll_traverse(cl_loop *loop, visitproc visit, void *arg);
 
 /* dns.c: getaddrinfo()/getnameinfo() on libuv's worker pool. */
 extern PyMethodDef cl_dns_methods[];
+
+/* stream.c: stream transports over uv_stream_t (TCP, Unix sockets). */
+int cl_stream_init(PyObject *module, cl_state *st);
 
 /* errors.c */
 PyObject *cl_fetch_exc(void);

@@ -110,7 +110,8 @@ module_exec(PyObject *module)
         add_type(module, &st->TimerHandleType, &cl_timerhandle_spec,
                  (PyObject *)st->HandleType) < 0 ||
         add_methods(st->LoopType, cl_poll_methods) < 0 ||
-        add_methods(st->LoopType, cl_dns_methods) < 0) {
+        add_methods(st->LoopType, cl_dns_methods) < 0 ||
+        cl_stream_init(module, st) < 0) {
         return -1;
     }
     INTERN(str_context, "context");
@@ -152,6 +153,7 @@ module_exec(PyObject *module)
     X(LoopType)                                                             \
     X(HandleType)                                                           \
     X(TimerHandleType)                                                      \
+    X(StreamTransportType)                                                  \
     X(str_context)                                                          \
     X(str_loop)                                                             \
     X(str_check_thread)                                                     \

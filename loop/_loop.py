@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from . import _cloop
 from ._dns import DNSMixin
+from ._stream import StreamMixin
 from ._sock import SockMixin
 
 __all__ = ["Loop"]
@@ -30,7 +31,11 @@ _HAS_RUN_FOREVER_SETUP = hasattr(base_events.BaseEventLoop, "_run_forever_setup"
 
 
 class Loop(  # type: ignore[misc]
-    _cloop.CoreLoop, SockMixin, DNSMixin, base_events.BaseEventLoop
+    _cloop.CoreLoop,
+    StreamMixin,
+    SockMixin,
+    DNSMixin,
+    base_events.BaseEventLoop,
 ):
     """An asyncio event loop whose engine is C on libuv."""
 

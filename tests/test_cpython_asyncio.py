@@ -48,6 +48,7 @@ MODULES = (
     "test_eager_task_factory",  # 3.12+
     "test_events",
     "test_base_events",
+    "test_streams",  # stream transports (issue 3)
 )
 
 def _slowdown() -> float:

@@ -64,6 +64,33 @@ EXPECTED_FAILURES: dict[str, list[XFail]] = {
             ),
         ),
     ],
+    # Added with the stream transports (issue 3, stream helper).
+    "test_streams": [
+        XFail(
+            "not-yet",
+            "The tests open TLS connections; cloop has no TLS transports "
+            "(_make_ssl_transport) yet.",
+            (
+                "StreamTests.test_open_connection_no_loop_ssl",
+                "StreamTests.test_open_unix_connection_no_loop_ssl",
+            ),
+        ),
+        XFail(
+            "not-yet",
+            "The test reads from an os.pipe() through connect_read_pipe(); "
+            "cloop has no pipe transports yet.",
+            ("StreamTests.test_read_all_from_pipe_reader",),
+        ),
+        XFail(
+            "not-yet",
+            "Knock-on effect of the three entries above: BaseEventLoop "
+            "leaves their socket/pipe unclosed when the transport hook "
+            "raises NotImplementedError, and this test's gc.collect() "
+            "inside assertWarns(ResourceWarning) then counts those "
+            "warnings too (4 != 1).  Passes when run alone.",
+            ("StreamTests.test_unclosed_resource_warnings",),
+        ),
+    ],
 }
 
 

@@ -1,0 +1,1006 @@
+/*
+ * stream.c: stream transports over uv_stream_t (TCP and Unix sockets).
+ *
+ * StreamTransport is the per-byte half of cloop's socket transport: write,
+ * the read callbacks, close/abort and flow-control accounting.  The
+ * per-connection half (construction bookkeeping, extra info, repr, error
+ * reporting, the finaliser) is the Python subclass in loop/_stream.py,
+ * which is what the loop actually instantiates.  The semantics are those
+ * of asyncio's _SelectorSocketTransport; stock asyncio is the oracle.
+ *
+ * The type derives from asyncio.Transport so isinstance() checks hold.
+ * asyncio.BaseTransport declares __slots__ = ('_extra',), so the C struct
+ * starts with that one slot right after the object header; module init
+ * checks the base's layout and refuses to import if it differs.
+ *
+ * The transport keeps the Python socket object (asyncio's _sock) and gives
+ * libuv a dup() of its fd: uv_close() closes libuv's copy and
+ * _call_connection_lost() closes the socket, so neither closes the other's
+ * descriptor.  The uv handle is allocated separately.  The object pins
+ * itself (a strong reference it holds on itself) while reading is started,
+ * for each write or shutdown request in flight and from uv_close() to the
+ * close callback, as asyncio's selector keeps a reading transport alive
+ * through its handles.  A transport that dies with its handle open (only
+ * possible while it is neither reading nor writing) detaches the handle
+ * and lets the close callback free it.
+ *
+ * Reads go to a per-transport buffer allocated on the first read and are
+ * copied into an exactly sized bytes, or go straight into the buffer of an
+ * asyncio.BufferedProtocol.  No exception ever leaves a libuv callback:
+ * protocol errors go to the transport's _fatal_error() (asyncio's
+ * semantics), SystemExit and KeyboardInterrupt are stashed on the loop.
+ */
+#include "cloop.h"
+
+#include <structmember.h>
+#include <unistd.h>
+
+/* Bytes read per read() into the transport's own buffer. */
+#define CL_STREAM_READ_SIZE (64 * 1024)
+/* asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
+#define CL_CONNLOST_WRITES 5
+/* The most bytes one uv_buf_t is given (its length is an unsigned int). */
+#define CL_MAX_BUF ((Py_ssize_t)1 << 30)
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *extra;            /* asyncio.BaseTransport's _extra slot */
+    PyObject *loop;             /* the cloop.Loop */
+    PyObject *sock;             /* the socket object; None once closed */
+    PyObject *protocol;
+    PyObject *server;
+    uv_stream_t *handle;        /* NULL once uv_close() was called */
+    char *rbuf;                 /* read buffer, allocated on first read */
+    Py_buffer pybuf;            /* BufferedProtocol buffer between alloc
+                                 * and read callbacks */
+    PyObject *read_exc;         /* get_buffer() failure from alloc */
+    Py_ssize_t high_water;
+    Py_ssize_t low_water;
+    Py_ssize_t write_size;      /* bytes in write requests in flight */
+    int sock_fd;
+    int conn_lost;
+    char closing;
+    char paused;                /* pause_reading() */
+    char eof;                   /* write_eof() called */
+    char buffered;              /* protocol is a BufferedProtocol */
+    char protocol_connected;
+    char protocol_paused;       /* pause_writing() called */
+    char read_pinned;           /* uv_read_start() active, self pinned */
+    char have_pybuf;
+} cl_stream;
+
+typedef struct {
+    uv_write_t req;
+    PyObject *data;             /* bytes owning the memory written */
+    Py_ssize_t len;
+} cl_write_req;
+
+static inline cl_loop *
+uv_owner(uv_handle_t *h)
+{
+    return (cl_loop *)h->loop->data;
+}
+
+/* --- helpers ----------------------------------------------------------- */
+
+/* Report exc (a reference stolen) to the transport's _fatal_error(), or
+ * stash it on the loop if it must end the run (SystemExit...). */
+static void
+fatal_error(cl_stream *self, PyObject *exc, const char *msg)
+{
+    cl_loop *loop = (cl_loop *)self->loop;
+    if (cl_exc_is_fatal(exc)) {
+        cl_restore_exc(exc);
+        cl_loop_stash_exception(loop);
+        return;
+    }
+    PyObject *res = PyObject_CallMethod((PyObject *)self, "_fatal_error",
+                                        "Os", exc, msg);
+    Py_DECREF(exc);
+    if (res == NULL) {
+        cl_loop_stash_exception(loop);
+        return;
+    }
+    Py_DECREF(res);
+}
+
+static PyObject *
+uv_error_object(int err)
+{
+    cl_raise_uv_error(err);
+    return cl_fetch_exc();
+}
+
+static void
+on_stream_close(uv_handle_t *handle)
+{
+    cl_stream *self = handle->data;
+    cl_loop *loop = uv_owner(handle);
+    PyMem_RawFree(handle);
+    if (self != NULL) {
+        cl_acquire(loop);
+        Py_DECREF(self);
+    }
+}
+
+static void
+read_stop(cl_stream *self)
+{
+    if (self->read_pinned) {
+        self->read_pinned = 0;
+        if (self->handle != NULL) {
+            uv_read_stop(self->handle);
+        }
+        Py_DECREF(self);
+    }
+}
+
+/* uv_close() the handle, pinning self until the close callback.  The
+ * caller holds a reference to self. */
+static void
+close_handle(cl_stream *self)
+{
+    read_stop(self);
+    uv_stream_t *h = self->handle;
+    if (h != NULL) {
+        self->handle = NULL;
+        h->data = Py_NewRef(self);
+        uv_close((uv_handle_t *)h, on_stream_close);
+    }
+}
+
+/* loop.call_soon(self._call_connection_lost, exc) */
+static int
+schedule_connection_lost(cl_stream *self, PyObject *exc)
+{
+    PyObject *meth = PyObject_GetAttrString((PyObject *)self,
+                                            "_call_connection_lost");
+    if (meth == NULL) {
+        return -1;
+    }
+    PyObject *res = PyObject_CallMethod(self->loop, "call_soon", "OO", meth,
+                                        exc);
+    Py_DECREF(meth);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+static int
+call_noargs(PyObject *obj, const char *name)
+{
+    PyObject *res = PyObject_CallMethod(obj, name, NULL);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+/* --- reading ----------------------------------------------------------- */
+
+static void
+on_stream_alloc(uv_handle_t *handle, size_t Py_UNUSED(suggested),
+                uv_buf_t *buf)
+{
+    cl_stream *self = handle->data;
+    buf->base = NULL;
+    buf->len = 0;
+    if (self == NULL) {
+        return;
+    }
+    cl_acquire(uv_owner(handle));
+    if (!self->buffered) {
+        if (self->rbuf == NULL) {
+            self->rbuf = PyMem_RawMalloc(CL_STREAM_READ_SIZE);
+            if (self->rbuf == NULL) {
+                return;         /* the read callback gets UV_ENOBUFS */
+            }
+        }
+        buf->base = self->rbuf;
+        buf->len = CL_STREAM_READ_SIZE;
+        return;
+    }
+    /* asyncio asks the protocol for a buffer of any size (-1). */
+    PyObject *obj = PyObject_CallMethod(self->protocol, "get_buffer", "i",
+                                        -1);
+    if (obj != NULL) {
+        if (PyObject_GetBuffer(obj, &self->pybuf, PyBUF_WRITABLE) == 0) {
+            if (self->pybuf.len == 0) {
+                PyBuffer_Release(&self->pybuf);
+                PyErr_SetString(PyExc_RuntimeError,
+                                "get_buffer() returned an empty buffer");
+            }
+            else {
+                self->have_pybuf = 1;
+                buf->base = self->pybuf.buf;
+                buf->len = (size_t)self->pybuf.len;
+            }
+        }
+        Py_DECREF(obj);
+    }
+    if (!self->have_pybuf) {
+        Py_XSETREF(self->read_exc, cl_fetch_exc());
+    }
+}
+
+/* Debug mode only: log through the Python side, as asyncio logs. */
+static void
+debug_log(cl_stream *self, const char *what)
+{
+    if (((cl_loop *)self->loop)->debug) {
+        PyObject *res = PyObject_CallMethod((PyObject *)self, "_cl_debug",
+                                            "s", what);
+        if (res == NULL) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+        Py_XDECREF(res);
+    }
+}
+
+static void
+on_eof(cl_stream *self)
+{
+    read_stop(self);
+    debug_log(self, "%r received EOF");
+    PyObject *res = PyObject_CallMethod(self->protocol, "eof_received",
+                                        NULL);
+    if (res == NULL) {
+        fatal_error(self, cl_fetch_exc(),
+                    "Fatal error: protocol.eof_received() call failed.");
+        return;
+    }
+    int keep_open = PyObject_IsTrue(res);
+    Py_DECREF(res);
+    if (keep_open < 0) {
+        fatal_error(self, cl_fetch_exc(),
+                    "Fatal error: protocol.eof_received() call failed.");
+        return;
+    }
+    if (!keep_open) {
+        if (call_noargs((PyObject *)self, "close") < 0) {
+            cl_loop_stash_exception((cl_loop *)self->loop);
+        }
+    }
+}
+
+static void
+on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    cl_stream *self = stream->data;
+    if (self == NULL) {
+        return;
+    }
+    cl_acquire(uv_owner((uv_handle_t *)stream));
+    Py_INCREF(self);
+    int had_pybuf = self->have_pybuf;
+    if (had_pybuf) {
+        self->have_pybuf = 0;
+        PyBuffer_Release(&self->pybuf);
+    }
+    if (nread > 0) {
+        PyObject *res;
+        if (self->buffered) {
+            res = PyObject_CallMethod(self->protocol, "buffer_updated", "n",
+                                      (Py_ssize_t)nread);
+        }
+        else {
+            PyObject *data = PyBytes_FromStringAndSize(buf->base, nread);
+            res = data == NULL ? NULL
+                               : PyObject_CallMethod(self->protocol,
+                                                     "data_received", "O",
+                                                     data);
+            Py_XDECREF(data);
+        }
+        if (res == NULL) {
+            fatal_error(self, cl_fetch_exc(),
+                        self->buffered
+                            ? "Fatal error: protocol.buffer_updated() call "
+                              "failed."
+                            : "Fatal error: protocol.data_received() call "
+                              "failed.");
+        }
+        Py_XDECREF(res);
+    }
+    else if (nread == UV_EOF) {
+        on_eof(self);
+    }
+    else if (nread == UV_ENOBUFS && self->read_exc != NULL) {
+        PyObject *exc = self->read_exc;
+        self->read_exc = NULL;
+        read_stop(self);
+        fatal_error(self, exc,
+                    "Fatal error: protocol.get_buffer() call failed.");
+    }
+    else if (nread < 0) {
+        read_stop(self);
+        if (nread == UV_ENOBUFS) {
+            PyErr_NoMemory();
+            fatal_error(self, cl_fetch_exc(),
+                        "Fatal read error on socket transport");
+        }
+        else {
+            fatal_error(self, uv_error_object((int)nread),
+                        "Fatal read error on socket transport");
+        }
+    }
+    Py_DECREF(self);
+}
+
+static int
+read_start(cl_stream *self)
+{
+    if (self->read_pinned || self->handle == NULL || self->paused ||
+        self->closing) {
+        return 0;
+    }
+    int err = uv_read_start(self->handle, on_stream_alloc, on_stream_read);
+    if (err < 0) {
+        cl_raise_uv_error(err);
+        return -1;
+    }
+    self->read_pinned = 1;
+    Py_INCREF(self);
+    return 0;
+}
+
+/* --- writing ----------------------------------------------------------- */
+
+static void
+maybe_resume_protocol(cl_stream *self)
+{
+    if (self->protocol_paused && self->write_size <= self->low_water) {
+        if (call_noargs((PyObject *)self, "_cl_resume_protocol") < 0) {
+            cl_loop_stash_exception((cl_loop *)self->loop);
+        }
+    }
+}
+
+static void
+on_stream_write(uv_write_t *req, int status)
+{
+    cl_write_req *wr = (cl_write_req *)req;
+    cl_stream *self = req->data;
+    cl_acquire(uv_owner((uv_handle_t *)req->handle));
+    Py_DECREF(wr->data);
+    self->write_size -= wr->len;
+    PyMem_RawFree(wr);
+    if (status == UV_ECANCELED) {
+        /* abort() or the loop's close dropped the queued data. */
+    }
+    else if (status < 0) {
+        fatal_error(self, uv_error_object(status),
+                    "Fatal write error on socket transport");
+    }
+    else {
+        maybe_resume_protocol(self);
+        if (self->write_size == 0 && self->closing && !self->conn_lost) {
+            self->conn_lost++;
+            if (schedule_connection_lost(self, Py_None) < 0) {
+                cl_loop_stash_exception((cl_loop *)self->loop);
+            }
+        }
+    }
+    Py_DECREF(self);            /* the request's pin */
+}
+
+/* Queue view[offset:] with uv_write().  data is the object view came
+ * from; a bytes is kept as is, anything mutable is snapshotted. */
+static int
+queue_write(cl_stream *self, PyObject *data, Py_buffer *view,
+            Py_ssize_t offset)
+{
+    cl_write_req *wr = PyMem_RawMalloc(sizeof(*wr));
+    if (wr == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    wr->len = view->len - offset;
+    char *base;
+    if (PyBytes_CheckExact(data)) {
+        wr->data = Py_NewRef(data);
+        base = (char *)view->buf + offset;
+    }
+    else {
+        wr->data = PyBytes_FromStringAndSize((char *)view->buf + offset,
+                                             wr->len);
+        if (wr->data == NULL) {
+            PyMem_RawFree(wr);
+            return -1;
+        }
+        base = PyBytes_AS_STRING(wr->data);
+    }
+    /* A uv_buf_t holds at most UINT_MAX bytes; libuv copies the array. */
+    size_t nbufs = (size_t)((wr->len + CL_MAX_BUF - 1) / CL_MAX_BUF);
+    uv_buf_t one;
+    uv_buf_t *bufs = nbufs == 1 ? &one : PyMem_Malloc(nbufs * sizeof(*bufs));
+    if (bufs == NULL) {
+        Py_DECREF(wr->data);
+        PyMem_RawFree(wr);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < nbufs; i++) {
+        Py_ssize_t at = (Py_ssize_t)i * CL_MAX_BUF;
+        Py_ssize_t n = Py_MIN(CL_MAX_BUF, wr->len - at);
+        bufs[i] = uv_buf_init(base + at, (unsigned int)n);
+    }
+    wr->req.data = self;
+    int err = uv_write(&wr->req, self->handle, bufs, (unsigned int)nbufs,
+                       on_stream_write);
+    if (bufs != &one) {
+        PyMem_Free(bufs);
+    }
+    if (err < 0) {
+        /* The callback will never run: undo now. */
+        Py_DECREF(wr->data);
+        PyMem_RawFree(wr);
+        fatal_error(self, uv_error_object(err),
+                    "Fatal write error on socket transport");
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    Py_INCREF(self);
+    self->write_size += wr->len;
+    return 0;
+}
+
+static PyObject *
+Stream_write(cl_stream *self, PyObject *data)
+{
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data) &&
+        !PyMemoryView_Check(data)) {
+        PyErr_Format(PyExc_TypeError,
+                     "data argument must be a bytes-like object, not '%.100s'",
+                     Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    if (self->eof) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Cannot call write() after write_eof()");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (view.len == 0) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    if (self->conn_lost || self->handle == NULL) {
+        PyBuffer_Release(&view);
+        if (self->conn_lost >= CL_CONNLOST_WRITES) {
+            if (call_noargs((PyObject *)self, "_cl_warn_send") < 0) {
+                return NULL;
+            }
+        }
+        self->conn_lost++;
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t done = 0;
+    if (self->write_size == 0) {
+        /* Nothing queued: try to send right away, as asyncio does. */
+        uv_buf_t b = uv_buf_init(view.buf,
+                                 (unsigned int)Py_MIN(view.len, CL_MAX_BUF));
+        int n = uv_try_write(self->handle, &b, 1);
+        if (n >= 0) {
+            done = n;
+        }
+        else if (n != UV_EAGAIN) {
+            PyBuffer_Release(&view);
+            fatal_error(self, uv_error_object(n),
+                        "Fatal write error on socket transport");
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+    }
+    if (done < view.len && queue_write(self, data, &view, done) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    PyBuffer_Release(&view);
+    if (self->write_size > self->high_water && !self->protocol_paused) {
+        if (call_noargs((PyObject *)self, "_cl_pause_protocol") < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+typedef struct {
+    uv_shutdown_t req;
+} cl_shutdown_req;
+
+static void
+on_stream_shutdown(uv_shutdown_t *req, int Py_UNUSED(status))
+{
+    cl_stream *self = req->data;
+    cl_acquire(uv_owner((uv_handle_t *)req->handle));
+    PyMem_RawFree(req);
+    Py_DECREF(self);
+}
+
+static PyObject *
+Stream_write_eof(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->closing || self->eof) {
+        Py_RETURN_NONE;
+    }
+    self->eof = 1;
+    if (self->handle == NULL) {
+        Py_RETURN_NONE;
+    }
+    /* libuv shuts the write side down once queued writes are done. */
+    cl_shutdown_req *req = PyMem_RawMalloc(sizeof(*req));
+    if (req == NULL) {
+        return PyErr_NoMemory();
+    }
+    req->req.data = self;
+    int err = uv_shutdown(&req->req, self->handle, on_stream_shutdown);
+    if (err < 0) {
+        PyMem_RawFree(req);
+        if (err == UV_ENOTCONN) {
+            Py_RETURN_NONE;
+        }
+        return cl_raise_uv_error(err);
+    }
+    Py_INCREF(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_can_write_eof(cl_stream *Py_UNUSED(self), PyObject *Py_UNUSED(i))
+{
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+Stream_get_write_buffer_size(cl_stream *self, PyObject *Py_UNUSED(i))
+{
+    return PyLong_FromSsize_t(self->write_size);
+}
+
+/* --- closing ----------------------------------------------------------- */
+
+static PyObject *
+Stream_close(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->closing) {
+        Py_RETURN_NONE;
+    }
+    self->closing = 1;
+    read_stop(self);
+    if (self->write_size == 0) {
+        self->conn_lost++;
+        if (schedule_connection_lost(self, Py_None) < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_force_close(cl_stream *self, PyObject *exc)
+{
+    if (self->conn_lost) {
+        Py_RETURN_NONE;
+    }
+    /* Queued data is dropped: closing the handle cancels the writes. */
+    if (self->write_size > 0) {
+        close_handle(self);
+    }
+    self->closing = 1;
+    read_stop(self);
+    self->conn_lost++;
+    if (schedule_connection_lost(self, exc) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_abort(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    return Stream_force_close(self, Py_None);
+}
+
+static PyObject *
+Stream_call_connection_lost(cl_stream *self, PyObject *exc)
+{
+    PyObject *res = NULL;
+    /* Held in a local: connection_lost() may call set_protocol(). */
+    PyObject *protocol = Py_NewRef(self->protocol);
+    if (self->protocol_connected) {
+        res = PyObject_CallMethod(protocol, "connection_lost", "O", exc);
+    }
+    else {
+        res = Py_NewRef(Py_None);
+    }
+    Py_DECREF(protocol);
+    Py_SETREF(self->protocol, Py_NewRef(Py_None));
+    PyObject *err = res == NULL ? cl_fetch_exc() : NULL;
+    close_handle(self);
+    PyObject *sock = self->sock;
+    self->sock = Py_NewRef(Py_None);
+    if (sock != Py_None && call_noargs(sock, "close") < 0) {
+        PyErr_Clear();
+    }
+    Py_DECREF(sock);
+    PyObject *server = self->server;
+    self->server = Py_NewRef(Py_None);
+    if (server != Py_None) {
+#if PY_VERSION_HEX >= 0x030D0000
+        PyObject *r = PyObject_CallMethod(server, "_detach", "O", self);
+#else
+        PyObject *r = PyObject_CallMethod(server, "_detach", NULL);
+#endif
+        if (r == NULL && err == NULL) {
+            err = cl_fetch_exc();
+        }
+        Py_XDECREF(r);
+    }
+    Py_DECREF(server);
+    if (err != NULL) {
+        Py_XDECREF(res);
+        cl_restore_exc(err);
+        return NULL;
+    }
+    return res;
+}
+
+/* The loop is closing: let libuv go, leave the transport open as asyncio
+ * leaves it when its selector closes (its finaliser then warns). */
+static PyObject *
+Stream_cl_detach(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    close_handle(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_is_closing(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->closing);
+}
+
+/* --- reading control --------------------------------------------------- */
+
+static PyObject *
+Stream_is_reading(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(!self->paused && !self->closing);
+}
+
+static PyObject *
+Stream_pause_reading(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->paused || self->closing) {
+        Py_RETURN_NONE;
+    }
+    self->paused = 1;
+    read_stop(self);
+    debug_log(self, "%r pauses reading");
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_resume_reading(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->closing || !self->paused) {
+        Py_RETURN_NONE;
+    }
+    self->paused = 0;
+    if (read_start(self) < 0) {
+        return NULL;
+    }
+    debug_log(self, "%r resumes reading");
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_cl_start_reading(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    if (read_start(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_get_protocol(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self->protocol);
+}
+
+/* --- construction ------------------------------------------------------ */
+
+/* StreamTransport(loop, sock, protocol, server): open libuv's handle on a
+ * dup() of the connected socket's fd. */
+static int
+Stream_init(cl_stream *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"loop", "sock", "protocol", "server", NULL};
+    PyObject *loop, *sock, *protocol, *server = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O:StreamTransport",
+                                     kwlist, &loop, &sock, &protocol,
+                                     &server)) {
+        return -1;
+    }
+    cl_state *st = cl_get_state_by_type(Py_TYPE(self));
+    if (st == NULL) {
+        return -1;
+    }
+    if (!PyObject_TypeCheck(loop, st->LoopType)) {
+        PyErr_SetString(PyExc_TypeError, "loop must be a cloop loop");
+        return -1;
+    }
+    if (self->handle != NULL || self->loop != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "transport already initialised");
+        return -1;
+    }
+    cl_loop *lp = (cl_loop *)loop;
+    if (lp->uvloop == NULL || lp->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    PyObject *fdobj = PyObject_CallMethod(sock, "fileno", NULL);
+    if (fdobj == NULL) {
+        return -1;
+    }
+    long lfd = PyLong_AsLong(fdobj);
+    Py_DECREF(fdobj);
+    if (lfd == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (lfd < 0 || lfd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "the socket is closed");
+        return -1;
+    }
+    int fd = (int)lfd;
+    PyObject *famobj = PyObject_GetAttrString(sock, "family");
+    if (famobj == NULL) {
+        return -1;
+    }
+    long family = PyLong_AsLong(famobj);
+    Py_DECREF(famobj);
+    if (family == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    int ufd = dup(fd);
+    if (ufd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    uv_stream_t *h;
+    int err;
+    if (family == AF_UNIX) {
+        uv_pipe_t *p = PyMem_RawMalloc(sizeof(*p));
+        h = (uv_stream_t *)p;
+        if (p == NULL) {
+            close(ufd);
+            PyErr_NoMemory();
+            return -1;
+        }
+        err = uv_pipe_init(lp->uvloop, p, 0);
+        if (err == 0) {
+            err = uv_pipe_open(p, ufd);
+        }
+    }
+    else {
+        uv_tcp_t *t = PyMem_RawMalloc(sizeof(*t));
+        h = (uv_stream_t *)t;
+        if (t == NULL) {
+            close(ufd);
+            PyErr_NoMemory();
+            return -1;
+        }
+        err = uv_tcp_init(lp->uvloop, t);
+        if (err == 0) {
+            err = uv_tcp_open(t, ufd);
+        }
+    }
+    if (err < 0) {
+        /* uv_*_init() cannot fail for these; the handle exists. */
+        close(ufd);
+        h->data = NULL;
+        uv_close((uv_handle_t *)h, on_stream_close);
+        cl_raise_uv_error(err);
+        return -1;
+    }
+    h->data = self;
+    self->handle = h;
+    self->sock_fd = fd;
+    Py_XSETREF(self->loop, Py_NewRef(loop));
+    Py_XSETREF(self->sock, Py_NewRef(sock));
+    Py_XSETREF(self->protocol, Py_NewRef(protocol));
+    Py_XSETREF(self->server, Py_NewRef(server));
+    if (self->extra == NULL) {
+        self->extra = PyDict_New();
+        if (self->extra == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+Stream_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
+           PyObject *Py_UNUSED(kwds))
+{
+    cl_stream *self = (cl_stream *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->sock = Py_NewRef(Py_None);
+    self->protocol = Py_NewRef(Py_None);
+    self->server = Py_NewRef(Py_None);
+    self->high_water = 64 * 1024;
+    self->low_water = 16 * 1024;
+    self->sock_fd = -1;
+    return (PyObject *)self;
+}
+
+static int
+Stream_traverse(cl_stream *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->extra);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->sock);
+    Py_VISIT(self->protocol);
+    Py_VISIT(self->server);
+    Py_VISIT(self->read_exc);
+    return 0;
+}
+
+static int
+Stream_clear(cl_stream *self)
+{
+    /* sock, protocol and server become None rather than NULL: the
+     * methods read them without checks, and a finaliser may still call
+     * one.  loop stays until dealloc: the handle needs it to close. */
+    Py_CLEAR(self->extra);
+    Py_XSETREF(self->sock, Py_NewRef(Py_None));
+    Py_XSETREF(self->protocol, Py_NewRef(Py_None));
+    Py_XSETREF(self->server, Py_NewRef(Py_None));
+    Py_CLEAR(self->read_exc);
+    return 0;
+}
+
+static void
+Stream_dealloc(cl_stream *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->have_pybuf) {
+        self->have_pybuf = 0;
+        PyBuffer_Release(&self->pybuf);
+    }
+    /* Not reading and nothing in flight (both would pin self): the handle
+     * is closed without us, its callback frees it. */
+    if (self->handle != NULL) {
+        uv_stream_t *h = self->handle;
+        self->handle = NULL;
+        h->data = NULL;
+        uv_close((uv_handle_t *)h, on_stream_close);
+    }
+    PyMem_RawFree(self->rbuf);
+    Py_CLEAR(self->extra);
+    Py_CLEAR(self->sock);
+    Py_CLEAR(self->protocol);
+    Py_CLEAR(self->server);
+    Py_CLEAR(self->read_exc);
+    Py_CLEAR(self->loop);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef Stream_methods[] = {
+    {"write", (PyCFunction)Stream_write, METH_O,
+     "write(data): send data, queueing what cannot be sent now."},
+    {"write_eof", (PyCFunction)Stream_write_eof, METH_NOARGS,
+     "write_eof(): shut the write side down after queued data."},
+    {"can_write_eof", (PyCFunction)Stream_can_write_eof, METH_NOARGS, NULL},
+    {"get_write_buffer_size", (PyCFunction)Stream_get_write_buffer_size,
+     METH_NOARGS, NULL},
+    {"close", (PyCFunction)Stream_close, METH_NOARGS,
+     "close(): flush queued data, then connection_lost(None)."},
+    {"abort", (PyCFunction)Stream_abort, METH_NOARGS,
+     "abort(): drop queued data, then connection_lost(None)."},
+    {"_force_close", (PyCFunction)Stream_force_close, METH_O, NULL},
+    {"_call_connection_lost", (PyCFunction)Stream_call_connection_lost,
+     METH_O, NULL},
+    {"_cl_detach", (PyCFunction)Stream_cl_detach, METH_NOARGS, NULL},
+    {"_cl_start_reading", (PyCFunction)Stream_cl_start_reading, METH_NOARGS,
+     NULL},
+    {"is_closing", (PyCFunction)Stream_is_closing, METH_NOARGS, NULL},
+    {"is_reading", (PyCFunction)Stream_is_reading, METH_NOARGS, NULL},
+    {"pause_reading", (PyCFunction)Stream_pause_reading, METH_NOARGS, NULL},
+    {"resume_reading", (PyCFunction)Stream_resume_reading, METH_NOARGS,
+     NULL},
+    {"get_protocol", (PyCFunction)Stream_get_protocol, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Stream_members[] = {
+    {"_loop", T_OBJECT, offsetof(cl_stream, loop), Py_READONLY, NULL},
+    {"_sock", T_OBJECT, offsetof(cl_stream, sock), Py_READONLY, NULL},
+    {"_protocol", T_OBJECT, offsetof(cl_stream, protocol), 0, NULL},
+    {"_server", T_OBJECT, offsetof(cl_stream, server), Py_READONLY, NULL},
+    {"_sock_fd", T_INT, offsetof(cl_stream, sock_fd), Py_READONLY, NULL},
+    {"_conn_lost", T_INT, offsetof(cl_stream, conn_lost), 0, NULL},
+    {"_closing", T_BOOL, offsetof(cl_stream, closing), Py_READONLY, NULL},
+    {"_paused", T_BOOL, offsetof(cl_stream, paused), Py_READONLY, NULL},
+    {"_eof", T_BOOL, offsetof(cl_stream, eof), Py_READONLY, NULL},
+    {"_cl_buffered", T_BOOL, offsetof(cl_stream, buffered), 0, NULL},
+    {"_protocol_connected", T_BOOL,
+     offsetof(cl_stream, protocol_connected), 0, NULL},
+    {"_protocol_paused", T_BOOL, offsetof(cl_stream, protocol_paused), 0,
+     NULL},
+    {"_high_water", Py_T_PYSSIZET, offsetof(cl_stream, high_water), 0, NULL},
+    {"_low_water", Py_T_PYSSIZET, offsetof(cl_stream, low_water), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot Stream_slots[] = {
+    {Py_tp_new, Stream_new},
+    {Py_tp_init, Stream_init},
+    {Py_tp_dealloc, Stream_dealloc},
+    {Py_tp_traverse, Stream_traverse},
+    {Py_tp_clear, Stream_clear},
+    {Py_tp_methods, Stream_methods},
+    {Py_tp_members, Stream_members},
+    {Py_tp_doc, "The C core of cloop's TCP and Unix socket transports."},
+    {0, NULL},
+};
+
+static PyType_Spec Stream_spec = {
+    .name = "cloop._cloop.StreamTransport",
+    .basicsize = sizeof(cl_stream),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = Stream_slots,
+};
+
+int
+cl_stream_init(PyObject *module, cl_state *st)
+{
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL) {
+        return -1;
+    }
+    PyObject *base = PyObject_GetAttrString(asyncio, "Transport");
+    Py_DECREF(asyncio);
+    if (base == NULL) {
+        return -1;
+    }
+    /* The _extra slot of asyncio.BaseTransport must be where cl_stream
+     * keeps it, and be the base's only field. */
+    PyObject *descr = PyObject_GetAttrString(base, "_extra");
+    int ok = descr != NULL && PyType_Check(base) &&
+             ((PyTypeObject *)base)->tp_basicsize ==
+                 (Py_ssize_t)(offsetof(cl_stream, extra) +
+                              sizeof(PyObject *)) &&
+             ((PyTypeObject *)base)->tp_itemsize == 0 &&
+             ((PyTypeObject *)base)->tp_dictoffset == 0 &&
+             ((PyTypeObject *)base)->tp_weaklistoffset == 0;
+    Py_XDECREF(descr);
+    PyErr_Clear();
+    if (!ok) {
+        Py_DECREF(base);
+        PyErr_SetString(PyExc_ImportError,
+                        "cloop: asyncio.Transport has an unexpected layout "
+                        "(expected one _extra slot)");
+        return -1;
+    }
+    st->StreamTransportType =
+        (PyTypeObject *)PyType_FromModuleAndSpec(module, &Stream_spec, base);
+    Py_DECREF(base);
+    if (st->StreamTransportType == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, st->StreamTransportType);
+}

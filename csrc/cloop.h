@@ -38,6 +38,7 @@ typedef struct {
     PyTypeObject *HandleType;
     PyTypeObject *TimerHandleType;
     PyTypeObject *StreamTransportType;  /* stream.c */
+    PyTypeObject *UDPTransportType;     /* udp.c */
 
     /* Interned names used on the hot path and in hooks. */
     PyObject *str_context;
@@ -190,6 +191,9 @@ extern PyMethodDef cl_dns_methods[];
 
 /* stream.c: stream transports over uv_stream_t (TCP, Unix sockets). */
 int cl_stream_init(PyObject *module, cl_state *st);
+
+/* udp.c: datagram transports over uv_udp_t. */
+int cl_udp_init(PyObject *module, cl_state *st);
 
 /* errors.c */
 PyObject *cl_fetch_exc(void);

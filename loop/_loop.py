@@ -23,6 +23,7 @@ from typing import Any, Callable
 from . import _cloop
 from ._dns import DNSMixin
 from ._stream import StreamMixin
+from ._udp import DatagramMixin
 from ._sock import SockMixin
 
 __all__ = ["Loop"]
@@ -33,6 +34,7 @@ _HAS_RUN_FOREVER_SETUP = hasattr(base_events.BaseEventLoop, "_run_forever_setup"
 class Loop(  # type: ignore[misc]
     _cloop.CoreLoop,
     StreamMixin,
+    DatagramMixin,
     SockMixin,
     DNSMixin,
     base_events.BaseEventLoop,

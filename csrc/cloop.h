@@ -165,6 +165,7 @@ extern PyType_Spec cl_loop_spec;
 double cl_monotonic(void);
 int cl_loop_push_ready(cl_loop *loop, PyObject *handle);
 void cl_loop_stash_exception(cl_loop *loop);
+int cl_loop_check_open(cl_loop *loop);
 void cl_loop_timer_cancelled(cl_loop *loop, cl_timerhandle *th);
 
 /* handle.c */

@@ -131,16 +131,6 @@ req_free(cl_dns_req *req)
     PyMem_RawFree(req);
 }
 
-static int
-check_open(cl_loop *loop)
-{
-    if (loop->closed || loop->uvloop == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
-        return -1;
-    }
-    return 0;
-}
-
 /* --- Results as the socket module builds them -------------------------- */
 
 /* socket.gaierror(code, gai_strerror(code)), or for EAI_SYSTEM the
@@ -676,7 +666,7 @@ Loop_cl_getaddrinfo(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
 #endif
     const char *hptr, *pptr;
 
-    if (check_open(self) < 0) {
+    if (cl_loop_check_open(self) < 0) {
         return NULL;
     }
     if (parse_gai_args(args, nargs, ints) < 0) {
@@ -815,7 +805,7 @@ Loop_cl_getnameinfo(cl_loop *self, PyObject *args)
     struct addrinfo hints, *res = NULL;
     PyObject *result = NULL;
 
-    if (check_open(self) < 0) {
+    if (cl_loop_check_open(self) < 0) {
         return NULL;
     }
     if (!PyArg_ParseTuple(args, "Oi:getnameinfo", &sa, &flags)) {

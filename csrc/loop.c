@@ -355,8 +355,10 @@ run_turn(cl_loop *self)
     return run_ready(self);
 }
 
-static int
-check_open(cl_loop *self)
+/* RuntimeError('Event loop is closed') unless the loop can take work;
+ * every file's entry points check this first. */
+int
+cl_loop_check_open(cl_loop *self)
 {
     if (self->closed || self->uvloop == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
@@ -371,7 +373,7 @@ check_open(cl_loop *self)
 static PyObject *
 run_turns(cl_loop *self, int once)
 {
-    if (check_open(self) < 0) {
+    if (cl_loop_check_open(self) < 0) {
         return NULL;
     }
     Py_INCREF(self);
@@ -510,7 +512,7 @@ Loop_call_soon(cl_loop *self, PyObject *const *args, size_t nargsf,
     PyObject *context;
     if (parse_callback_args(self, "call_soon", NULL, nargs, kwnames, args,
                             &context) < 0 ||
-        check_open(self) < 0) {
+        cl_loop_check_open(self) < 0) {
         return NULL;
     }
     if (self->debug &&
@@ -528,7 +530,7 @@ Loop_call_soon_threadsafe(cl_loop *self, PyObject *const *args,
     PyObject *context;
     if (parse_callback_args(self, "call_soon_threadsafe", NULL, nargs, kwnames,
                             args, &context) < 0 ||
-        check_open(self) < 0) {
+        cl_loop_check_open(self) < 0) {
         return NULL;
     }
     if (self->debug &&
@@ -620,7 +622,7 @@ Loop_call_later(cl_loop *self, PyObject *const *args, size_t nargsf,
     double when;
     if (parse_callback_args(self, "call_later", "delay", nargs, kwnames, args,
                             &context) < 0 ||
-        deadline_after(args[0], &when) < 0 || check_open(self) < 0) {
+        deadline_after(args[0], &when) < 0 || cl_loop_check_open(self) < 0) {
         return NULL;
     }
     if (self->debug &&
@@ -640,7 +642,7 @@ Loop_call_at(cl_loop *self, PyObject *const *args, size_t nargsf,
     if (parse_callback_args(self, "call_at", "when", nargs, kwnames, args,
                             &context) < 0 ||
         parse_time(args[0], "when cannot be None", &when) < 0 ||
-        check_open(self) < 0) {
+        cl_loop_check_open(self) < 0) {
         return NULL;
     }
     if (self->debug &&
@@ -757,7 +759,7 @@ Loop_create_task(cl_loop *self, PyObject *const *args, size_t nargsf,
         }
         return res;
     }
-    if (check_open(self) < 0) {
+    if (cl_loop_check_open(self) < 0) {
         return NULL;
     }
     stack[0] = args[0];
@@ -810,7 +812,7 @@ Loop_cl_watch_signal_fd(cl_loop *self, PyObject *arg)
         PyErr_SetString(PyExc_OverflowError, "fd is greater than INT_MAX");
         return NULL;
     }
-    if (check_open(self) < 0) {
+    if (cl_loop_check_open(self) < 0) {
         return NULL;
     }
     stop_signal_poll(self);

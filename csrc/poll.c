@@ -379,16 +379,6 @@ lookup_invalid(cl_loop *loop, PyObject *obj, long fd)
     return NULL;
 }
 
-static int
-check_open(cl_loop *loop)
-{
-    if (loop->closed || loop->uvloop == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
-        return -1;
-    }
-    return 0;
-}
-
 /* --- add / remove ------------------------------------------------------ */
 
 static int
@@ -462,7 +452,7 @@ poll_add(cl_loop *loop, int dir, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     long lfd;
-    if (fileobj_to_fd(args[0], &lfd) < 0 || check_open(loop) < 0) {
+    if (fileobj_to_fd(args[0], &lfd) < 0 || cl_loop_check_open(loop) < 0) {
         return NULL;
     }
     cl_poller *p;

@@ -743,8 +743,7 @@ Stream_init(cl_stream *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     cl_loop *lp = (cl_loop *)loop;
-    if (lp->uvloop == NULL || lp->closed) {
-        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+    if (cl_loop_check_open(lp) < 0) {
         return -1;
     }
     PyObject *fdobj = PyObject_CallMethod(sock, "fileno", NULL);

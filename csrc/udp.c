@@ -1208,8 +1208,7 @@ UDP_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "loop must be a cloop loop");
         return NULL;
     }
-    if (((cl_loop *)loop)->closed || ((cl_loop *)loop)->uvloop == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+    if (cl_loop_check_open((cl_loop *)loop) < 0) {
         return NULL;
     }
     PyObject *o = PyObject_GetAttrString(sock, "fileno");

@@ -124,27 +124,22 @@ class _SocketTransport(_cloop.StreamTransport):  # type: ignore[misc]
         if self._protocol_paused:
             return
         self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.pause_writing() failed",
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
+        self._cl_tell_protocol("pause_writing")
 
     def _cl_resume_protocol(self) -> None:
         self._protocol_paused = False
+        self._cl_tell_protocol("resume_writing")
+
+    def _cl_tell_protocol(self, method: str) -> None:
+        """Call protocol.pause_writing()/resume_writing(); an error goes to
+        the exception handler, as asyncio's flow control does."""
         try:
-            self._protocol.resume_writing()
+            getattr(self._protocol, method)()
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._loop.call_exception_handler({
-                "message": "protocol.resume_writing() failed",
+                "message": f"protocol.{method}() failed",
                 "exception": exc,
                 "transport": self,
                 "protocol": self._protocol,

@@ -154,6 +154,8 @@ module_exec(PyObject *module)
     X(HandleType)                                                           \
     X(TimerHandleType)                                                      \
     X(StreamTransportType)                                                  \
+    X(ReadPipeTransportType)                                                \
+    X(WritePipeTransportType)                                               \
     X(UDPTransportType)                                                     \
     X(str_context)                                                          \
     X(str_loop)                                                             \

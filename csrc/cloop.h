@@ -117,6 +117,19 @@ typedef struct {
 
     /* poll.c: readers and writers by fd; NULL until the first one. */
     cl_pollset *pollset;
+
+    /* poll.c: the stream transport owning each fd (borrowed; each
+     * transport clears its entry), for asyncio's "used by transport"
+     * check in add_reader() and the sock_*() methods. */
+    PyObject **owners;
+    int ownercap;
+
+    /* stream.c: transports with writes coalesced during this turn, flushed
+     * before the loop next polls (strong references). */
+    PyObject **flushq;
+    Py_ssize_t nflush;
+    Py_ssize_t flushcap;
+    char in_run;                /* inside run_turns(): writes coalesce */
 } cl_loop;
 
 /* Take back the GIL released before the poll (see loop.c).  Every libuv
@@ -193,7 +206,13 @@ int cl_poll_traverse(cl_loop *loop, visitproc visit, void *arg);
 extern PyMethodDef cl_dns_methods[];
 
 /* stream.c: stream transports over uv_stream_t (TCP, Unix sockets). */
+int cl_fd_owner_set(cl_loop *loop, int fd, PyObject *transport);
+void cl_fd_owner_clear(cl_loop *loop, int fd, PyObject *transport);
+
 int cl_stream_init(PyObject *module, cl_state *st);
+void cl_stream_flush_all(cl_loop *loop);
+void cl_stream_flush_clear(cl_loop *loop);
+int cl_stream_flush_traverse(cl_loop *loop, visitproc visit, void *arg);
 
 /* udp.c: datagram transports over uv_udp_t. */
 int cl_udp_init(PyObject *module, cl_state *st);

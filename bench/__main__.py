@@ -2,8 +2,8 @@
 
 Usage::
 
-    python -m cloop.bench                  # all workloads, all loops (~3 min)
-    python -m cloop.bench --quick          # smaller sizes, fewer runs (~25 s)
+    python -m cloop.bench                  # all workloads, all loops (~11 min)
+    python -m cloop.bench --quick          # smaller sizes, fewer runs (~2 min)
     python -m cloop.bench --only call_soon,tasks --loops asyncio,cloop
     python -m cloop.bench --json results.json
     python -m cloop.bench --list           # workloads and what they do
@@ -90,7 +90,7 @@ def _parser(workloads: list[str]) -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help=f"smaller sizes, {_QUICK_REPS} processes x {_QUICK_PASSES} passes"
-        " per cell (well under a minute)",
+        " per cell (a few minutes)",
     )
     parser.add_argument(
         "--reps",

@@ -10,7 +10,7 @@ count, so a loop that drops, reorders or duplicates data FAILS.
 
 Rows:
 
-- ``tcp_echo_{proto,streams,sock}_{1k,10k,100k}``: TCP echo, 10 connections,
+- ``tcp_echo_{proto,streams,sock}_{1k,10k,100k}``: TCP echo, 32 connections,
   each sending a message and waiting for the whole echo before the next;
   the server is an ``asyncio.Protocol``, ``asyncio.start_server`` streams,
   or ``sock_accept``/``sock_recv``/``sock_sendall`` tasks.
@@ -236,14 +236,17 @@ def _echo_run(
     )
 
 
-def _register_echo(kind: str, label: str, size: int, full: int, quick: int, doc: str) -> None:
+def _register_echo(
+    kind: str, label: str, size: int, full: int, quick: int, doc: str
+) -> None:
     def run(loop: asyncio.AbstractEventLoop, n: int, timer: Timer) -> None:
         _echo_run(loop, timer, kind, size, n)
 
     run.__doc__ = doc
-    vs = {1024: "c_tcp_echo_1k"}.get(size) if kind in ("proto", "streams", "sock") else None
-    if kind == "unix":
-        vs = "c_unix_echo_1k"
+    # 1 KiB rows are compared with the C server's.
+    vs = None
+    if size == 1024:
+        vs = "c_unix_echo_1k" if kind == "unix" else "c_tcp_echo_1k"
     workload(full=full, quick=quick, name=label, vs=vs)(run)
 
 
@@ -266,7 +269,7 @@ for _kind in ("proto", "streams", "sock"):
             _size,
             _full,
             _quick,
-            f"TCP echo of {_label}B messages, {ECHO_CONNS} connections:"
+            f"TCP echo of {_size // 1024} KiB messages, {ECHO_CONNS} connections:"
             f" {_KIND_TEXT[_kind]}",
         )
 _register_echo(
@@ -275,7 +278,7 @@ _register_echo(
     1024,
     10_000,
     2_000,
-    f"Unix-socket echo of 1kB messages, {ECHO_CONNS} connections: an asyncio.Protocol",
+    f"Unix-socket echo of 1 KiB messages, {ECHO_CONNS} connections: an asyncio.Protocol",
 )
 
 
@@ -301,7 +304,7 @@ _UDP_SIZE = 512
 
 @workload(full=10_000, quick=2_000, vs="c_udp_echo_512")
 def udp_echo_512(loop: asyncio.AbstractEventLoop, n: int, timer: Timer) -> None:
-    """UDP echo of 512-byte datagrams, 10 client sockets: a DatagramProtocol."""
+    """UDP echo of 512-byte datagrams, 32 client sockets: a DatagramProtocol."""
     stats = _Stats()
 
     async def main() -> None:
@@ -352,7 +355,8 @@ def tcp_bulk_stream(loop: asyncio.AbstractEventLoop, n: int, timer: Timer) -> No
             port = server.sockets[0].getsockname()[1]
             argv = _load("sink", [_HOST, str(port)], 1, total, 1)
             result = await _drive(loop, argv)
-            check(result.get("bytes") == str(total), f"client got {result.get('bytes')} bytes")
+            got = result.get("bytes")
+            check(got == str(total), f"client got {got} of {total} bytes")
             _record(timer, result)
         finally:
             server.close()
@@ -455,7 +459,8 @@ def _http_run(loop: asyncio.AbstractEventLoop, n: int, timer: Timer, split: bool
                 f"wrk read {r['bytes']} bytes in {r['requests']} responses of {size}",
             )
             check(stats.bytes == 0, "the server could not parse a request")
-            check(stats.requests >= n, f"server answered {stats.requests} of {n} requests")
+            answered = stats.requests
+            check(answered >= n, f"server answered {answered} of {n} requests")
             check(
                 stats.requests >= r["requests"] >= n // 2,
                 f"server answered {stats.requests}, wrk counted {r['requests']}",
@@ -536,13 +541,13 @@ def _reference(mode: str, timer: Timer, size: int, n: int) -> None:
 
 @workload(full=10_000, quick=2_000, reference=True)
 def c_tcp_echo_1k(loop: asyncio.AbstractEventLoop, n: int, timer: Timer) -> None:
-    """The ceiling: TCP echo of 1kB messages against echo_uv (C on libuv)."""
+    """The ceiling: TCP echo of 1 KiB messages against echo_uv (C on libuv)."""
     _reference("tcp", timer, 1024, n)
 
 
 @workload(full=10_000, quick=2_000, reference=True)
 def c_unix_echo_1k(loop: asyncio.AbstractEventLoop, n: int, timer: Timer) -> None:
-    """The ceiling: Unix-socket echo of 1kB messages against echo_uv."""
+    """The ceiling: Unix-socket echo of 1 KiB messages against echo_uv."""
     _reference("unix", timer, 1024, n)
 
 

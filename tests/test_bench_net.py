@@ -66,7 +66,8 @@ def test_client_detects_a_corrupted_echo() -> None:
             self.transport = transport
 
         def data_received(self, data: bytes) -> None:
-            self.transport.write(bytes([data[0] ^ 1]) + data[1:])  # type: ignore[attr-defined]
+            corrupted = bytes([data[0] ^ 1]) + data[1:]
+            self.transport.write(corrupted)  # type: ignore[attr-defined]
 
     async def main() -> tuple[int, str]:
         loop = asyncio.get_running_loop()
@@ -96,8 +97,8 @@ def test_reference_server_stops_with_its_stdin() -> None:
 
 
 def test_report_shows_reference_relative_and_skipped() -> None:
-    wl = {name: REGISTRY[name] for name in ("tcp_echo_proto_1k", "c_tcp_echo_1k", "http_one")}
-    plan = Plan(list(wl.values()), ["uvloop", "cloop"], 1, 1, True, 10.0)
+    names = ("tcp_echo_proto_1k", "c_tcp_echo_1k", "http_one")
+    plan = Plan([REGISTRY[name] for name in names], ["uvloop", "cloop"], 1, 1, True, 10.0)
     ok = {"version": "x", "class": "L"}
     results = Results(
         plan,

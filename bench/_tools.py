@@ -22,7 +22,14 @@ from typing import IO, Any
 
 from ._registry import Skip, check
 
-__all__ = ["Server", "bench_tool", "parse_fields", "system_tool", "watch_process"]
+__all__ = [
+    "Server",
+    "bench_tool",
+    "parse_fields",
+    "process_cpu",
+    "system_tool",
+    "watch_process",
+]
 
 
 def bench_tool(name: str) -> str:
@@ -52,6 +59,12 @@ def parse_fields(line: str) -> dict[str, str]:
 
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu() -> float:
+    """CPU seconds (user + system) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
@@ -98,6 +111,7 @@ class Server:
         self._argv = [bench_tool("echo_uv"), *args]
         self._proc: subprocess.Popen[str] | None = None
         self.port = 0
+        self.cpu = 0.0  # the server's CPU seconds, once it has stopped
 
     def __enter__(self) -> Server:
         self._proc = subprocess.Popen(
@@ -120,11 +134,13 @@ class Server:
             return
         if proc.stdin is not None:
             proc.stdin.close()
+        before = _children_cpu()
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        self.cpu = _children_cpu() - before
         if proc.stdout is not None:
             proc.stdout.close()
         self._proc = None

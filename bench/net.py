@@ -42,7 +42,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ._registry import Skip, Timer, check, workload
-from ._tools import Server, bench_tool, parse_fields, system_tool, watch_process
+from ._tools import (
+    Server,
+    bench_tool,
+    parse_fields,
+    process_cpu,
+    system_tool,
+    watch_process,
+)
 
 # Concurrent client connections of the echo workloads.
 ECHO_CONNS = 32
@@ -70,11 +77,15 @@ def _load(mode: str, where: list[str], conns: int, size: int, requests: int) -> 
 
 
 async def _drive(loop: asyncio.AbstractEventLoop, argv: list[str]) -> dict[str, str]:
-    """Run a client process while the loop serves; return its result fields."""
+    """Run a client process while the loop serves; return its result fields
+    plus ``server_cpu``, this process's CPU time meanwhile."""
+    cpu = process_cpu()
     _, done = watch_process(loop, argv)
     code, out, err, _ = await done
-    check(code == 0, f"client {os.path.basename(argv[0])} failed ({code}): {err.strip()}")
-    return parse_fields(out)
+    cpu = process_cpu() - cpu
+    name = os.path.basename(argv[0])
+    check(code == 0, f"client {name} failed ({code}): {err.strip()}")
+    return {**parse_fields(out), "server_cpu": str(cpu)}
 
 
 def _record_echo(timer: Timer, result: dict[str, str], requests: int, size: int) -> None:
@@ -90,13 +101,14 @@ def _record_echo(timer: Timer, result: dict[str, str], requests: int, size: int)
 
 
 def _record(timer: Timer, result: dict[str, str]) -> None:
-    """Add the client's time, and its CPU time to ``timer.info``: a client
-    busy nearly all the time (client_busy near 1) sets the pace itself."""
+    """Add the client's time, and both sides' CPU time to ``timer.info``: a
+    side busy nearly all the time (``*_busy`` near 1) sets the pace."""
     elapsed = float(result["elapsed"])
     timer.record(elapsed)
-    if "cpu" in result:
-        timer.info["client_cpu_s"] = float(result["cpu"])
-        timer.info["client_busy"] = float(result["cpu"]) / elapsed
+    for side, key in (("client", "cpu"), ("server", "server_cpu")):
+        if key in result:
+            timer.info[f"{side}_cpu_s"] = float(result[key])
+            timer.info[f"{side}_busy"] = float(result[key]) / elapsed
 
 
 async def _wait_for(predicate: Callable[[], bool], what: str) -> None:
@@ -445,7 +457,9 @@ def _http_run(loop: asyncio.AbstractEventLoop, n: int, timer: Timer, split: bool
             # it once it has answered n requests.
             stats.target = n
             stats.on_target = lambda: proc.send_signal(signal.SIGINT)
+            server_cpu = process_cpu()
             code, out, err, cpu = await done
+            server_cpu = process_cpu() - server_cpu
             check(code == 0, f"wrk failed ({code}): {err.strip() or out.strip()}")
             lines = [line for line in out.splitlines() if line.startswith("CLOOP ")]
             check(bool(lines), f"wrk printed no totals: {out.strip()!r}")
@@ -468,8 +482,9 @@ def _http_run(loop: asyncio.AbstractEventLoop, n: int, timer: Timer, split: bool
             # wrk's clock runs on a little after the signal, and its count
             # with it; the rate is what it measured, scaled to n requests.
             timer.record(r["duration_us"] / 1e6 * n / r["requests"])
-            timer.info["client_cpu_s"] = cpu
-            timer.info["client_busy"] = cpu / (r["duration_us"] / 1e6)
+            for side, used in (("client", cpu), ("server", server_cpu)):
+                timer.info[f"{side}_cpu_s"] = used
+                timer.info[f"{side}_busy"] = used / (r["duration_us"] / 1e6)
         finally:
             server.close()
             await server.wait_closed()
@@ -536,7 +551,11 @@ def _reference(mode: str, timer: Timer, size: int, n: int) -> None:
             argv = _load(mode, where, ECHO_CONNS, size, n)
             proc = subprocess.run(argv, capture_output=True, text=True, check=False)
             check(proc.returncode == 0, f"echo_load failed: {proc.stderr.strip()}")
-            _record_echo(timer, parse_fields(proc.stdout), n, size)
+            result = parse_fields(proc.stdout)
+            _record_echo(timer, result, n, size)
+    # Known once echo_uv has exited; it includes its start, a millisecond.
+    timer.info["server_cpu_s"] = server.cpu
+    timer.info["server_busy"] = server.cpu / float(result["elapsed"])
 
 
 @workload(full=10_000, quick=2_000, reference=True)

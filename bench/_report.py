@@ -60,17 +60,35 @@ def _by_name(results: Results) -> dict[str, Workload]:
     return {wl.name: wl for wl in results.plan.workloads}
 
 
-def relative(results: Results, workload: str) -> dict[str, float | None] | None:
-    """Per loop, the ``vs`` workload's median / this one's; None when the
-    workload has no ``vs`` or it was not selected."""
+def _server_cpu(results: Results, workload: str, loop: str) -> Summary | None:
+    """The server's CPU seconds per pass (``info["server_cpu_s"]``), if the
+    workload reported them for every timed pass."""
+    cell = results.cells.get((workload, loop))
+    if cell is None or cell.error is not None or not cell.samples:
+        return None
+    values = [p.get("server_cpu_s") for proc in cell.info for p in proc]
+    if not values or len(values) != sum(len(t) for t in cell.passes):
+        return None
+    if any(v is None for v in values):
+        return None
+    return Summary.of([float(v) for v in values if v is not None])
+
+
+def relative(
+    results: Results, workload: str, cpu: bool = False
+) -> dict[str, float | None] | None:
+    """Per loop, the ``vs`` workload's median / this one's (with ``cpu``:
+    of the server's CPU time per pass); None when the workload has no
+    ``vs`` or it was not selected."""
     wl = _by_name(results).get(workload)
     other = _by_name(results).get(wl.vs) if wl is not None and wl.vs else None
     if wl is None or other is None:
         return None
+    measure = _server_cpu if cpu else _summary
     out: dict[str, float | None] = {}
     for loop in results.plan.loops:
-        mine = _summary(results, workload, loop)
-        theirs = _summary(results, other.name, REFERENCE if other.reference else loop)
+        mine = measure(results, workload, loop)
+        theirs = measure(results, other.name, REFERENCE if other.reference else loop)
         out[loop] = speedup(theirs.median, mine.median) if mine and theirs else None
     return out
 
@@ -270,6 +288,20 @@ def _relative_table(results: Results) -> list[str]:
         "relative speed: the other row's median / this row's, per loop"
         " (1.00x: as fast; 0.90x: 10% slower)."
     )
+    cpu_rows = []
+    for wl in _loop_workloads(results):
+        rel = relative(results, wl.name, cpu=True)
+        if rel is None or all(v is None for v in rel.values()):
+            continue
+        cells = (_ratio_cell(rel[lp]) for lp in loops)
+        cpu_rows.append([f"{wl.name} vs {wl.vs}", *cells])
+    if cpu_rows:
+        groups = ["", *["x the other's CPU efficiency"] * len(loops)]
+        lines += ["", *_layout(groups, ["server CPU time", *loops], cpu_rows)]
+        lines.append(
+            "server CPU time: the same ratio of the servers' CPU seconds per"
+            " pass (steadier than wall time when the machine is shared)."
+        )
     return lines
 
 
@@ -345,4 +377,5 @@ def _workload_json(results: Results, wl: Workload) -> dict[str, Any]:
     if wl.vs is not None:
         out["vs"] = wl.vs
         out["relative"] = relative(results, wl.name)
+        out["relative_server_cpu"] = relative(results, wl.name, cpu=True)
     return out

@@ -111,7 +111,7 @@ class Server:
         self._argv = [bench_tool("echo_uv"), *args]
         self._proc: subprocess.Popen[str] | None = None
         self.port = 0
-        self.cpu = 0.0  # the server's CPU seconds, once it has stopped
+        self.cpu = 0.0  # its CPU seconds after READY, once it has stopped
 
     def __enter__(self) -> Server:
         self._proc = subprocess.Popen(
@@ -134,14 +134,14 @@ class Server:
             return
         if proc.stdin is not None:
             proc.stdin.close()
-        before = _children_cpu()
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        self.cpu = _children_cpu() - before
         if proc.stdout is not None:
+            # Its last words: the CPU time it spent after READY.
+            self.cpu = float(parse_fields(proc.stdout.read()).get("cpu", "0"))
             proc.stdout.close()
         self._proc = None
 

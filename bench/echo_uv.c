@@ -8,7 +8,7 @@
  *
  * It prints "READY <port>" (0 for unix) on stdout once it listens and runs
  * until its stdin reaches EOF, so it cannot outlive the workload that
- * started it.  It is the ceiling the Python servers are compared with: the
+ * started it; then it prints "cpu=<seconds>", its CPU time since READY.  It is the ceiling the Python servers are compared with: the
  * same libuv the loops are built on, with none of the interpreter's cost.
  *
  * Stream connections read into one buffer of their own and answer each
@@ -49,6 +49,7 @@ typedef struct {
 static uv_loop_t *loop;
 static int is_unix;
 static char udp_buf[65536];
+static double ready_cpu;
 
 static void
 check(int rc, const char *what)
@@ -204,13 +205,27 @@ on_stdin_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(sink, sizeof(sink));
 }
 
+static double
+cpu_seconds(void)
+{
+    uv_rusage_t ru;
+    if (uv_getrusage(&ru) < 0) {
+        return 0.0;
+    }
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
 static void
 on_stdin_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     (void)stream;
     (void)buf;
     if (nread < 0) {
-        /* The workload is done with us (or gone). */
+        /* The workload is done with us (or gone): report the CPU time
+           spent serving, from READY on. */
+        printf("cpu=%.6f\n", cpu_seconds() - ready_cpu);
+        fflush(stdout);
         exit(0);
     }
 }
@@ -277,6 +292,7 @@ main(int argc, char **argv)
                         on_stdin_read),
           "uv_read_start");
 
+    ready_cpu = cpu_seconds();
     printf("READY %d\n", port);
     fflush(stdout);
     return uv_run(loop, UV_RUN_DEFAULT);

@@ -79,8 +79,8 @@ def _load(mode: str, where: list[str], conns: int, size: int, requests: int) -> 
 async def _drive(loop: asyncio.AbstractEventLoop, argv: list[str]) -> dict[str, str]:
     """Run a client process while the loop serves; return its result fields
     plus ``server_cpu``, this process's CPU time meanwhile."""
-    cpu = process_cpu()
     _, done = watch_process(loop, argv)
+    cpu = process_cpu()
     code, out, err, _ = await done
     cpu = process_cpu() - cpu
     name = os.path.basename(argv[0])
@@ -553,7 +553,7 @@ def _reference(mode: str, timer: Timer, size: int, n: int) -> None:
             check(proc.returncode == 0, f"echo_load failed: {proc.stderr.strip()}")
             result = parse_fields(proc.stdout)
             _record_echo(timer, result, n, size)
-    # Known once echo_uv has exited; it includes its start, a millisecond.
+    # Known once echo_uv has exited.
     timer.info["server_cpu_s"] = server.cpu
     timer.info["server_busy"] = server.cpu / float(result["elapsed"])
 

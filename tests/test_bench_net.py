@@ -96,6 +96,12 @@ def test_reference_server_stops_with_its_stdin() -> None:
     assert server._proc is None
 
 
+def cpu_cell(seconds: float, cpu: float) -> Cell:
+    """A cell of one process with one pass that reported its server CPU."""
+    info = [[{"server_cpu_s": cpu}]]
+    return Cell(samples=[seconds], passes=[[seconds]], info=info)
+
+
 def test_report_shows_reference_relative_and_skipped() -> None:
     names = ("tcp_echo_proto_1k", "c_tcp_echo_1k", "http_one")
     plan = Plan([REGISTRY[name] for name in names], ["uvloop", "cloop"], 1, 1, True, 10.0)
@@ -105,18 +111,22 @@ def test_report_shows_reference_relative_and_skipped() -> None:
         {name: LoopStatus(name, "ok", info=ok) for name in plan.loops},
         {
             ("tcp_echo_proto_1k", "uvloop"): Cell(samples=[0.2]),
-            ("tcp_echo_proto_1k", "cloop"): Cell(samples=[0.1]),
-            ("c_tcp_echo_1k", REFERENCE): Cell(samples=[0.08]),
+            ("tcp_echo_proto_1k", "cloop"): cpu_cell(0.1, 0.05),
+            ("c_tcp_echo_1k", REFERENCE): cpu_cell(0.08, 0.04),
             ("http_one", "uvloop"): Cell(skipped="wrk is not installed"),
             ("http_one", "cloop"): Cell(skipped="wrk is not installed"),
         },
     )
     rel = relative(results, "tcp_echo_proto_1k")
     assert rel == {"uvloop": pytest.approx(0.4), "cloop": pytest.approx(0.8)}
+    # CPU time only where both rows reported it.
+    rel = relative(results, "tcp_echo_proto_1k", cpu=True)
+    assert rel == {"uvloop": None, "cloop": pytest.approx(0.8)}
     text = format_report(results)
     assert "C on libuv" in text
     assert "tcp_echo_proto_1k vs c_tcp_echo_1k" in text
     assert "0.80x" in text
+    assert "server CPU time" in text
     assert "skipped (not a failure):" in text
     assert "FAILED" not in text
 

@@ -63,6 +63,10 @@ typedef struct {
     /* cloop._handles, imported on first use (repr, error reporting, debug
      * helpers are Python: they run per error or per debug callback). */
     PyObject *hooks;
+
+    /* fs.c: UV_USE_IO_URING was a positive number at import, so loops
+     * ask libuv >= 1.49 for its io_uring file operations. */
+    int fs_sqpoll;
 } cl_state;
 
 /* A ring buffer of strong references: the loop's ready queue. */

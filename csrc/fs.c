@@ -38,6 +38,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -306,8 +307,9 @@ report_error(cl_loop *loop, PyObject *future)
     Py_XDECREF(exc);
 }
 
-/* future.set_result(value) unless the future is done already. */
-static void
+/* future.set_result(value) unless the future is done already; returns
+ * 1 when the value was delivered. */
+static int
 settle(cl_loop *loop, PyObject *future, PyObject *value)
 {
     PyObject *done = PyObject_CallMethod(future, "done", NULL);
@@ -324,37 +326,7 @@ settle(cl_loop *loop, PyObject *future, PyObject *value)
     if (isdone < 0) {
         report_error(loop, future);
     }
-}
-
-/* The last op settled: complete the futures and drop the pin.  The
- * batch may be freed on return. */
-static void
-batch_complete(cl_fs_batch *b)
-{
-    cl_loop *loop = b->loop;
-    if (!loop->closed) {
-        if (!b->cancelled) {
-            PyObject *list = PyList_New(b->nops);
-            if (list == NULL) {
-                report_error(loop, b->future);
-            }
-            else {
-                for (Py_ssize_t i = 0; i < b->nops; i++) {
-                    PyObject *r = b->ops[i].result;
-                    PyList_SET_ITEM(list, i, Py_NewRef(r ? r : Py_None));
-                }
-                settle(loop, b->future, list);
-                Py_DECREF(list);
-            }
-        }
-        if (b->drained != Py_None) {
-            settle(loop, b->drained, Py_None);
-        }
-    }
-    if (b->pinned) {
-        b->pinned = 0;
-        Py_DECREF(b);
-    }
+    return isdone == 0;
 }
 
 /* Close an fd left open by an op that stops early (cancelled, or its
@@ -366,6 +338,48 @@ op_close_now(fs_op *op)
     if (op->fd >= 0) {
         (void)close(op->fd);
         op->fd = -1;
+    }
+}
+
+/* The last op settled: complete the futures and drop the pin.  The
+ * batch may be freed on return. */
+static void
+batch_complete(cl_fs_batch *b)
+{
+    cl_loop *loop = b->loop;
+    int delivered = 0;
+    if (!loop->closed) {
+        if (!b->cancelled) {
+            PyObject *list = PyList_New(b->nops);
+            if (list == NULL) {
+                report_error(loop, b->future);
+            }
+            else {
+                for (Py_ssize_t i = 0; i < b->nops; i++) {
+                    PyObject *r = b->ops[i].result;
+                    PyList_SET_ITEM(list, i, Py_NewRef(r ? r : Py_None));
+                }
+                delivered = settle(loop, b->future, list);
+                Py_DECREF(list);
+            }
+        }
+        if (b->drained != Py_None) {
+            (void)settle(loop, b->drained, Py_None);
+        }
+    }
+    if (!delivered) {
+        /* Nobody gets the fds open() opened (the future was cancelled
+         * before cancel() reached the batch, or the loop closed): close
+         * them rather than leak them. */
+        for (Py_ssize_t i = 0; i < b->nops; i++) {
+            if (b->ops[i].kind == OP_OPEN) {
+                op_close_now(&b->ops[i]);
+            }
+        }
+    }
+    if (b->pinned) {
+        b->pinned = 0;
+        Py_DECREF(b);
     }
 }
 
@@ -978,6 +992,14 @@ Loop_cl_fs_submit(cl_loop *self, PyObject *args)
     if (cl_loop_check_open(self) < 0) {
         return NULL;
     }
+#ifdef UV_LOOP_USE_IO_URING_SQPOLL
+    /* libuv >= 1.49 runs file operations on io_uring only on a loop
+     * that asks; cloop asks when UV_USE_IO_URING says so (libuv also
+     * checks the variable itself).  Setting the flag again is free. */
+    if (self->state->fs_sqpoll && uv_version() >= 0x013100) {
+        (void)uv_loop_configure(self->uvloop, UV_LOOP_USE_IO_URING_SQPOLL);
+    }
+#endif
     PyTypeObject *tp = self->state->FsBatchType;
     cl_fs_batch *b = (cl_fs_batch *)tp->tp_alloc(tp, 0);
     if (b == NULL) {
@@ -1029,6 +1051,9 @@ PyMethodDef cl_fs_methods[] = {
 int
 cl_fs_init(PyObject *module, cl_state *st)
 {
+    /* libuv's own reading of the variable: atoi() > 0. */
+    const char *val = getenv("UV_USE_IO_URING");
+    st->fs_sqpoll = val != NULL && atoi(val) > 0;
     st->FsBatchType =
         (PyTypeObject *)PyType_FromModuleAndSpec(module, &Batch_spec, NULL);
     if (st->FsBatchType == NULL) {

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import threading
 from collections.abc import Iterable
 from typing import Any, Union
 
@@ -80,9 +81,11 @@ _OPEN_MODES = {
 }
 
 
-def _encode(path: Any) -> bytes:
+def _named(path: Any) -> tuple[bytes, Any]:
+    """(encoded path, name for errors): the os module and open() name a
+    file in their errors by os.fspath(path), never by a path object."""
     p = os.fspath(path)
-    return os.fsencode(p) if isinstance(p, str) else p
+    return (os.fsencode(p) if isinstance(p, str) else p), p
 
 
 def _uvloop(loop: asyncio.AbstractEventLoop) -> bool:
@@ -103,15 +106,9 @@ async def _submit(loop: Any, kind: int, items: list[tuple[Any, ...]]) -> list[An
     try:
         return await fut  # type: ignore[no-any-return]
     except asyncio.CancelledError:
-        drained = batch.cancel()
-        if drained is not None:
-            # Wait (through further cancellations) until every request
-            # has finished and every fd the batch opened is closed.
-            while not drained.done():
-                try:
-                    await asyncio.shield(drained)
-                except asyncio.CancelledError:
-                    pass
+        # Wait until every request has finished and every fd the batch
+        # opened is closed.
+        await _wait_out(batch.cancel())
         if kind == _OPEN and fut.done() and not fut.cancelled():
             # Opened, but the caller is gone: nobody else can close it.
             for fd in fut.result():
@@ -120,16 +117,95 @@ async def _submit(loop: Any, kind: int, items: list[tuple[Any, ...]]) -> list[An
         raise
 
 
+class _Jobs:
+    """The executor jobs of one call on a loop that is not cloop's.
+
+    A cancelled call waits until none of its jobs is running any more,
+    as a cancelled batch does on cloop; jobs not started yet are skipped,
+    and an fd opened for a caller that is gone is closed.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, opens: bool) -> None:
+        self._loop = loop
+        self._opens = opens
+        self._lock = threading.Lock()
+        self._running = 0
+        self._cancelled = False
+        self._fds: list[int] = []
+        self._drained: asyncio.Future[None] | None = None
+
+    def _call(self, func: Any, *args: Any) -> Any:
+        with self._lock:
+            if self._cancelled:
+                raise asyncio.CancelledError
+            self._running += 1
+        ok = False
+        try:
+            res = func(*args)
+            ok = True
+            return res
+        finally:
+            with self._lock:
+                self._running -= 1
+                if ok and self._opens:
+                    if self._cancelled:
+                        os.close(res)
+                    else:
+                        self._fds.append(res)
+                if self._cancelled and self._running == 0:
+                    self._wake()
+
+    def _wake(self) -> None:
+        drained = self._drained
+        if drained is not None:
+            try:
+                self._loop.call_soon_threadsafe(_set_none, drained)
+            except RuntimeError:  # the loop is closed: nobody waits
+                pass
+
+    async def gather(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        futs = [self._loop.run_in_executor(None, self._call, *c) for c in calls]
+        try:
+            return await asyncio.gather(*futs, return_exceptions=True)
+        except asyncio.CancelledError:
+            with self._lock:
+                self._cancelled = True
+                for fd in self._fds:
+                    os.close(fd)
+                self._fds.clear()
+                if self._running:
+                    self._drained = self._loop.create_future()
+            await _wait_out(self._drained)
+            raise
+
+
+def _set_none(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def _wait_out(fut: asyncio.Future[Any] | None) -> None:
+    """Wait for fut, through any further cancellation of the caller."""
+    if fut is None:
+        return
+    while not fut.done():
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            pass
+
+
 async def _one(kind: int, item: tuple[Any, ...], func: Any, *args: Any) -> Any:
     """One operation: libuv on a cloop loop, func(*args) in the executor
     elsewhere."""
     loop = asyncio.get_running_loop()
     if _uvloop(loop):
         [res] = await _submit(loop, kind, [item])
-        if isinstance(res, BaseException):
-            raise res
-        return res
-    return await loop.run_in_executor(None, func, *args)
+    else:
+        [res] = await _Jobs(loop, kind == _OPEN).gather([(func, *args)])
+    if isinstance(res, BaseException):
+        raise res
+    return res
 
 
 async def _many(
@@ -143,10 +219,7 @@ async def _many(
     if _uvloop(loop):
         results = await _submit(loop, kind, items)
     else:
-        results = await asyncio.gather(
-            *[loop.run_in_executor(None, func, *a) for a in args],
-            return_exceptions=True,
-        )
+        results = await _Jobs(loop, False).gather([(func, *a) for a in args])
     return _unpack(results, return_exceptions)
 
 
@@ -186,7 +259,9 @@ def _sync_copy(src: Any, dst: Any) -> None:
     except shutil.SameFileError:
         pass
     except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, src, None, dst) from None
+        raise OSError(
+            exc.errno, exc.strerror, os.fspath(src), None, os.fspath(dst)
+        ) from None
 
 
 def _sync_listdir(path: Any) -> list[Any]:
@@ -212,14 +287,14 @@ def _snapshot(data: Any) -> bytes:
 
 async def read_file(path: StrOrBytesPath) -> bytes:
     """Return the contents of the file at path, as ``open(path, 'rb').read()``."""
-    return await _one(_READ_FILE, (_encode(path), path), _sync_read, path)  # type: ignore[no-any-return]
+    return await _one(_READ_FILE, _named(path), _sync_read, path)  # type: ignore[no-any-return]
 
 
 async def write_file(path: StrOrBytesPath, data: Any) -> None:
     """Create or truncate the file at path and write data (bytes-like) to it."""
     await _one(
         _WRITE_FILE,
-        (_encode(path), path, data, _WRITE_FLAGS, 0o666),
+        (*_named(path), data, _WRITE_FLAGS, 0o666),
         _sync_write,
         path,
         _snapshot(data),
@@ -231,7 +306,7 @@ async def append_file(path: StrOrBytesPath, data: Any) -> None:
     """Append data (bytes-like) to the file at path, creating it if needed."""
     await _one(
         _WRITE_FILE,
-        (_encode(path), path, data, _APPEND_FLAGS, 0o666),
+        (*_named(path), data, _APPEND_FLAGS, 0o666),
         _sync_write,
         path,
         _snapshot(data),
@@ -246,7 +321,7 @@ async def read_files(
     paths = list(paths)
     return await _many(
         _READ_FILE,
-        [(_encode(p), p) for p in paths],
+        [_named(p) for p in paths],
         _sync_read,
         [(p,) for p in paths],
         return_exceptions,
@@ -260,7 +335,7 @@ async def write_files(
     items = [(p, d) for p, d in items]
     return await _many(
         _WRITE_FILE,
-        [(_encode(p), p, d, _WRITE_FLAGS, 0o666) for p, d in items],
+        [(*_named(p), d, _WRITE_FLAGS, 0o666) for p, d in items],
         _sync_write,
         [(p, _snapshot(d), _WRITE_FLAGS) for p, d in items],
         return_exceptions,
@@ -270,7 +345,7 @@ async def write_files(
 async def copy_file(src: StrOrBytesPath, dst: StrOrBytesPath) -> None:
     """Copy the contents and permission bits of src to dst (uv_fs_copyfile)."""
     await _one(
-        _COPYFILE, (_encode(src), src, _encode(dst), dst), _sync_copy, src, dst
+        _COPYFILE, (*_named(src), *_named(dst)), _sync_copy, src, dst
     )
 
 
@@ -281,7 +356,7 @@ async def stat(path: StrOrBytesPath, *, follow_symlinks: bool = True) -> os.stat
     """os.stat(path, follow_symlinks=...)."""
     return await _one(  # type: ignore[no-any-return]
         _STAT,
-        (_encode(path), path, int(bool(follow_symlinks))),
+        (*_named(path), int(bool(follow_symlinks))),
         _stat_sync,
         path,
         follow_symlinks,
@@ -303,7 +378,7 @@ async def stat_many(
     follow = int(bool(follow_symlinks))
     return await _many(
         _STAT,
-        [(_encode(p), p, follow) for p in paths],
+        [(*_named(p), follow) for p in paths],
         _stat_sync,
         [(p, follow_symlinks) for p in paths],
         return_exceptions,
@@ -314,9 +389,10 @@ async def exists(path: StrOrBytesPath) -> bool:
     """os.path.exists(path): False for any OSError or ValueError."""
     loop = asyncio.get_running_loop()
     if not _uvloop(loop):
-        return await loop.run_in_executor(None, _sync_exists, path)
+        [res] = await _Jobs(loop, False).gather([(_sync_exists, path)])
+        return res  # type: ignore[no-any-return]
     try:
-        item = (_encode(path), path, 1)
+        item = (*_named(path), 1)
     except ValueError:
         return False
     try:
@@ -328,31 +404,31 @@ async def exists(path: StrOrBytesPath) -> bool:
 
 async def remove(path: StrOrBytesPath) -> None:
     """os.remove(path)."""
-    await _one(_UNLINK, (_encode(path), path), os.remove, path)
+    await _one(_UNLINK, _named(path), os.remove, path)
 
 
 async def rmdir(path: StrOrBytesPath) -> None:
     """os.rmdir(path)."""
-    await _one(_RMDIR, (_encode(path), path), os.rmdir, path)
+    await _one(_RMDIR, _named(path), os.rmdir, path)
 
 
 async def rename(src: StrOrBytesPath, dst: StrOrBytesPath) -> None:
     """os.rename(src, dst)."""
     await _one(
-        _RENAME, (_encode(src), src, _encode(dst), dst), os.rename, src, dst
+        _RENAME, (*_named(src), *_named(dst)), os.rename, src, dst
     )
 
 
 async def mkdir(path: StrOrBytesPath, mode: int = 0o777) -> None:
     """os.mkdir(path, mode)."""
-    await _one(_MKDIR, (_encode(path), path, mode), os.mkdir, path, mode)
+    await _one(_MKDIR, (*_named(path), mode), os.mkdir, path, mode)
 
 
 async def listdir(path: StrOrBytesPath = ".") -> list[Any]:
     """os.listdir(path), sorted: str names, or bytes for a bytes path."""
     as_bytes = int(isinstance(os.fspath(path), bytes))
     return await _one(  # type: ignore[no-any-return]
-        _SCANDIR, (_encode(path), path, as_bytes), _sync_listdir, path
+        _SCANDIR, (*_named(path), as_bytes), _sync_listdir, path
     )
 
 
@@ -383,7 +459,7 @@ async def open(path: StrOrBytesPath, flags: str | int = "r", mode: int = 0o666) 
     """
     value = _open_flags(flags)
     return await _one(  # type: ignore[no-any-return]
-        _OPEN, (_encode(path), path, value, mode), os.open, path, value, mode
+        _OPEN, (*_named(path), value, mode), os.open, path, value, mode
     )
 
 

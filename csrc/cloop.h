@@ -67,6 +67,9 @@ typedef struct {
     /* fs.c: UV_USE_IO_URING was a positive number at import, so loops
      * ask libuv >= 1.49 for its io_uring file operations. */
     int fs_sqpoll;
+    /* fs.c: libuv serves file requests from io_uring, so chains go as
+     * separate uv_fs_* requests rather than one pool job per file. */
+    int fs_uring;
 } cl_state;
 
 /* A ring buffer of strong references: the loop's ready queue. */

@@ -81,10 +81,13 @@ typedef struct cl_fs_batch cl_fs_batch;
 
 typedef struct {
     uv_fs_t req;
+    uv_work_t work;      /* a whole chain as one pool job */
+    uv_loop_t *uvloop;
     cl_fs_batch *batch;  /* borrowed: the batch owns the op */
     op_kind kind;
     op_step step;
-    char busy;           /* req is in flight */
+    char busy;           /* req or work is in flight */
+    char pooled;         /* the chain runs as one job (work) */
     char done;
     char regular;        /* read_file: a regular file */
     char as_bytes;       /* scandir: names as bytes */
@@ -599,6 +602,124 @@ on_fs_done(uv_fs_t *req)
     op_advance(op);
 }
 
+/* --- Whole chains as one pool job ------------------------------------- */
+
+/* The same chains, run in a worker thread with synchronous uv_fs_*
+ * calls: one trip through the pool per file instead of one per step.
+ * Nothing here touches Python; raw memory only. */
+
+static int
+sync_close(fs_op *op, int err)
+{
+    uv_fs_t req;
+    int r = uv_fs_close(op->uvloop, &req, op->fd, NULL);
+    uv_fs_req_cleanup(&req);
+    op->fd = -1;
+    return err < 0 ? err : (r < 0 ? r : 0);
+}
+
+static int
+sync_read_file(fs_op *op)
+{
+    uv_fs_t req;
+    uv_buf_t buf;
+    int r = uv_fs_open(op->uvloop, &req, PyBytes_AS_STRING(op->path),
+                       O_RDONLY, 0, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r < 0) {
+        return r;
+    }
+    op->fd = r;
+    r = uv_fs_fstat(op->uvloop, &req, op->fd, NULL);
+    op->st = req.statbuf;
+    uv_fs_req_cleanup(&req);
+    if (r < 0) {
+        return sync_close(op, r);
+    }
+    if (S_ISDIR(op->st.st_mode)) {
+        return sync_close(op, UV_EISDIR);
+    }
+    op->regular = S_ISREG(op->st.st_mode) && op->st.st_size > 0;
+    op->cap = op->regular ? (size_t)op->st.st_size + 1 : READ_CHUNK;
+    op->buf = PyMem_RawMalloc(op->cap);
+    if (op->buf == NULL) {
+        return sync_close(op, UV_ENOMEM);
+    }
+    for (;;) {
+        if (op->pos == op->cap) {
+            char *bigger = PyMem_RawRealloc(op->buf, op->cap * 2);
+            if (bigger == NULL) {
+                return sync_close(op, UV_ENOMEM);
+            }
+            op->buf = bigger;
+            op->cap *= 2;
+        }
+        size_t want = op->cap - op->pos;
+        want = want > MAX_IO ? MAX_IO : want;
+        buf = uv_buf_init(op->buf + op->pos, (unsigned int)want);
+        ssize_t n = uv_fs_read(op->uvloop, &req, op->fd, &buf, 1, -1, NULL);
+        uv_fs_req_cleanup(&req);
+        if (n < 0) {
+            return sync_close(op, (int)n);
+        }
+        op->pos += (size_t)n;
+        /* As the chain: a short read of a regular file once fstat()'s
+         * size is in is its end; otherwise read until 0. */
+        if (n == 0 || (op->regular && (size_t)n < want &&
+                       op->pos >= (size_t)op->st.st_size)) {
+            return sync_close(op, 0);
+        }
+    }
+}
+
+static int
+sync_write_file(fs_op *op)
+{
+    uv_fs_t req;
+    uv_buf_t buf;
+    int r = uv_fs_open(op->uvloop, &req, PyBytes_AS_STRING(op->path),
+                       op->flags, op->mode, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r < 0) {
+        return r;
+    }
+    op->fd = r;
+    size_t len = (size_t)PyBytes_GET_SIZE(op->data);
+    while (op->pos < len) {
+        size_t chunk = len - op->pos;
+        chunk = chunk > MAX_IO ? MAX_IO : chunk;
+        buf = uv_buf_init(PyBytes_AS_STRING(op->data) + op->pos,
+                          (unsigned int)chunk);
+        ssize_t n = uv_fs_write(op->uvloop, &req, op->fd, &buf, 1, -1, NULL);
+        uv_fs_req_cleanup(&req);
+        if (n < 0) {
+            return sync_close(op, (int)n);
+        }
+        op->pos += (size_t)n;
+    }
+    return sync_close(op, 0);
+}
+
+static void
+on_chain_work(uv_work_t *work)
+{
+    fs_op *op = work->data;
+    op->err = op->kind == OP_READ_FILE ? sync_read_file(op)
+                                       : sync_write_file(op);
+}
+
+static void
+on_chain_done(uv_work_t *work, int status)
+{
+    fs_op *op = work->data;
+    cl_acquire(op->batch->loop);
+    op->busy = 0;
+    if (status == UV_ECANCELED) {
+        op->err = UV_ECANCELED;
+    }
+    op_finish(op);
+}
+
 /* Submit the request for op's current step.  On a synchronous failure
  * the callback never runs, so the op ends here. */
 static void
@@ -613,6 +734,17 @@ op_advance(fs_op *op)
     int r;
 
     req->data = op;
+    if (op->pooled) {
+        op->work.data = op;
+        r = uv_queue_work(uvl, &op->work, on_chain_work, on_chain_done);
+        if (r < 0) {
+            op->err = r;
+            op_finish(op);
+            return;
+        }
+        op->busy = 1;
+        return;
+    }
     switch (op->step) {
     case STEP_FSTAT:
         r = uv_fs_fstat(uvl, req, op->fd, on_fs_done);
@@ -778,7 +910,8 @@ Batch_cancel(cl_fs_batch *b, PyObject *Py_UNUSED(ignored))
         for (Py_ssize_t i = 0; i < b->nops; i++) {
             fs_op *op = &b->ops[i];
             if (op->busy && !op->done) {
-                (void)uv_cancel((uv_req_t *)&op->req);
+                (void)uv_cancel(op->pooled ? (uv_req_t *)&op->work
+                                           : (uv_req_t *)&op->req);
             }
         }
     }
@@ -979,12 +1112,16 @@ op_parse(fs_op *op, int kind, PyObject *item)
 static PyObject *
 Loop_cl_fs_submit(cl_loop *self, PyObject *args)
 {
-    int kind;
+    int kind, mode = -1;
     PyObject *items;
-    if (!PyArg_ParseTuple(args, "iO!:_cl_fs_submit", &kind, &PyList_Type,
-                          &items)) {
+    if (!PyArg_ParseTuple(args, "iO!|i:_cl_fs_submit", &kind, &PyList_Type,
+                          &items, &mode)) {
         return NULL;
     }
+    /* How read_file/write_file run: as one pool job each (0), or as
+     * chained uv_fs_* requests (1), which io_uring serves without the
+     * pool; -1 picks the second only where libuv uses io_uring. */
+    int pooled = mode < 0 ? !self->state->fs_uring : mode == 0;
     if (kind < 0 || kind >= OP_NKINDS) {
         PyErr_Format(PyExc_ValueError, "unknown fs operation %d", kind);
         return NULL;
@@ -1018,6 +1155,9 @@ Loop_cl_fs_submit(cl_loop *self, PyObject *args)
     for (Py_ssize_t i = 0; i < n; i++) {
         b->nops = i + 1;
         b->ops[i].batch = b;
+        b->ops[i].uvloop = self->uvloop;
+        b->ops[i].pooled =
+            (char)(pooled && (kind == OP_READ_FILE || kind == OP_WRITE_FILE));
         if (op_parse(&b->ops[i], kind, PyList_GET_ITEM(items, i)) < 0) {
             Py_DECREF(b);
             return NULL;
@@ -1051,9 +1191,23 @@ PyMethodDef cl_fs_methods[] = {
 int
 cl_fs_init(PyObject *module, cl_state *st)
 {
-    /* libuv's own reading of the variable: atoi() > 0. */
+    /* libuv's own reading of the variable: atoi() > 0 opts in from
+     * 1.49; before, anything but 0 leaves io_uring on (1.45 - 1.48). */
     const char *val = getenv("UV_USE_IO_URING");
+    unsigned int version = uv_version();
     st->fs_sqpoll = val != NULL && atoi(val) > 0;
+    st->fs_uring = 0;
+#if defined(__linux__)
+    if (version >= 0x012D00 && version < 0x013100) {
+        st->fs_uring = val == NULL || atoi(val) != 0;
+    }
+#if defined(UV_LOOP_USE_IO_URING_SQPOLL)
+    if (version >= 0x013100) {
+        st->fs_uring = st->fs_sqpoll;
+    }
+#endif
+#endif
+    (void)version;
     st->FsBatchType =
         (PyTypeObject *)PyType_FromModuleAndSpec(module, &Batch_spec, NULL);
     if (st->FsBatchType == NULL) {

@@ -70,6 +70,11 @@ _CLOSE = 10
 _READ = 11
 _WRITE = 12
 
+# How read_file/write_file run on cloop: -1 lets the C side choose (one
+# pool job per file, or chained uv_fs_* requests where libuv serves them
+# from io_uring); 0 and 1 force either (the tests run both).
+_MODE = -1
+
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 _APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 
@@ -101,7 +106,7 @@ def _unpack(results: list[Any], return_exceptions: bool) -> list[Any]:
 
 
 async def _submit(loop: Any, kind: int, items: list[tuple[Any, ...]]) -> list[Any]:
-    batch = loop._cl_fs_submit(kind, items)
+    batch = loop._cl_fs_submit(kind, items, _MODE)
     fut = batch.future
     try:
         return await fut  # type: ignore[no-any-return]

@@ -53,6 +53,19 @@ def sync_read(path):
         return f.read()
 
 
+@pytest.fixture(autouse=True, params=["auto", "chained"])
+def fs_mode(request, monkeypatch):
+    """cloop runs read_file/write_file as one pool job per file, or (where
+    libuv has io_uring) as chained uv_fs_* requests: test both."""
+    if request.param == "chained":
+        if "loop_name" not in request.fixturenames or (
+            request.getfixturevalue("loop_name") != "cloop"
+        ):
+            pytest.skip("the chained mode is cloop's")
+        monkeypatch.setattr(fs, "_MODE", 1)
+    return request.param
+
+
 @pytest.fixture
 def files(tmp_path):
     """Ten small files with distinct contents."""
@@ -539,12 +552,13 @@ def test_executor_used_only_off_cloop(loop, loop_name, tmp_path):
         assert executor.count == 5
 
 
-def test_one_batch_one_future(cloop_mod, tmp_path):
+@pytest.mark.parametrize("mode", [0, 1])
+def test_one_batch_one_future(cloop_mod, tmp_path, mode):
     (tmp_path / "f").write_bytes(b"abc")
     loop = cloop_mod.new_event_loop()
     try:
         items = [(os.fsencode(str(tmp_path / "f")), "f")] * 3
-        batch = loop._cl_fs_submit(fs._READ_FILE, items)
+        batch = loop._cl_fs_submit(fs._READ_FILE, items, mode)
         assert type(batch).__name__ == "FsBatch"
         assert batch.pending == 3
         assert run(loop, batch.future) == [b"abc"] * 3
@@ -554,7 +568,8 @@ def test_one_batch_one_future(cloop_mod, tmp_path):
         loop.close()
 
 
-def test_close_loop_with_requests_in_flight(cloop_mod, tmp_path):
+@pytest.mark.parametrize("mode", [0, 1])
+def test_close_loop_with_requests_in_flight(cloop_mod, tmp_path, mode):
     paths = []
     for i in range(100):
         p = tmp_path / f"l{i}"
@@ -562,7 +577,7 @@ def test_close_loop_with_requests_in_flight(cloop_mod, tmp_path):
         paths.append(os.fsencode(str(p)))
     before = fd_count()
     loop = cloop_mod.new_event_loop()
-    batch = loop._cl_fs_submit(fs._READ_FILE, [(p, p) for p in paths])
+    batch = loop._cl_fs_submit(fs._READ_FILE, [(p, p) for p in paths], mode)
     fut = batch.future
     loop.close()
     # close() waited for the requests; none touched the future.
@@ -573,14 +588,15 @@ def test_close_loop_with_requests_in_flight(cloop_mod, tmp_path):
         loop._cl_fs_submit(fs._READ_FILE, [])
 
 
-def test_close_loop_during_a_write_chain(cloop_mod, tmp_path):
+@pytest.mark.parametrize("mode", [0, 1])
+def test_close_loop_during_a_write_chain(cloop_mod, tmp_path, mode):
     before = fd_count()
     loop = cloop_mod.new_event_loop()
     items = [
         (os.fsencode(str(tmp_path / f"w{i}")), i, b"d" * 300000, fs._WRITE_FLAGS, 0o666)
         for i in range(50)
     ]
-    batch = loop._cl_fs_submit(fs._WRITE_FILE, items)
+    batch = loop._cl_fs_submit(fs._WRITE_FILE, items, mode)
     loop.call_soon(loop.stop)
     loop.run_forever()
     loop.close()

@@ -3,14 +3,20 @@
  *
  * One FsBatch object per call of cloop.fs: it holds N operations, each
  * with its own uv_fs_t, all submitted to libuv at once; libuv's pool
- * (UV_THREADPOOL_SIZE threads) runs them concurrently.  A chained
- * operation goes from one step to the next inside libuv callbacks,
- * without returning to Python:
+ * (UV_THREADPOOL_SIZE threads) runs them concurrently.  Two operations
+ * are chains:
  *
  *   read_file:  open -> fstat -> read ... (until EOF) -> close
  *   write_file: open -> write ... (until all is written) -> close
  *
- * Every other operation is one uv_fs_* request.  When the last operation
+ * On the worker pool each asynchronous uv_fs_* step would be a trip
+ * through the pool and back to the loop thread, so by default a chain
+ * runs as one uv_queue_work() job calling the synchronous uv_fs_*
+ * functions (one trip per file).  Where libuv serves file requests from
+ * io_uring (libuv >= 1.45 and UV_USE_IO_URING, see docs/io_uring.md),
+ * a chain is a sequence of asynchronous uv_fs_* requests instead, each
+ * step started from the previous one's callback without returning to
+ * Python.  Every other operation is one asynchronous uv_fs_* request.  When the last operation
  * of a batch settles, the batch completes one asyncio future (made by
  * loop.create_future()) with the list of per-operation results, each
  * either a value or the OSError the os module would raise.  cloop/fs.py

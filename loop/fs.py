@@ -93,7 +93,7 @@ def _named(path: Any) -> tuple[bytes, Any]:
     return (os.fsencode(p) if isinstance(p, str) else p), p
 
 
-def _uvloop(loop: asyncio.AbstractEventLoop) -> bool:
+def _is_cloop(loop: asyncio.AbstractEventLoop) -> bool:
     return isinstance(loop, _cloop.CoreLoop)
 
 
@@ -204,7 +204,7 @@ async def _one(kind: int, item: tuple[Any, ...], func: Any, *args: Any) -> Any:
     """One operation: libuv on a cloop loop, func(*args) in the executor
     elsewhere."""
     loop = asyncio.get_running_loop()
-    if _uvloop(loop):
+    if _is_cloop(loop):
         [res] = await _submit(loop, kind, [item])
     else:
         [res] = await _Jobs(loop, kind == _OPEN).gather([(func, *args)])
@@ -221,7 +221,7 @@ async def _many(
     return_exceptions: bool,
 ) -> list[Any]:
     loop = asyncio.get_running_loop()
-    if _uvloop(loop):
+    if _is_cloop(loop):
         results = await _submit(loop, kind, items)
     else:
         results = await _Jobs(loop, False).gather([(func, *a) for a in args])
@@ -393,7 +393,7 @@ async def stat_many(
 async def exists(path: StrOrBytesPath) -> bool:
     """os.path.exists(path): False for any OSError or ValueError."""
     loop = asyncio.get_running_loop()
-    if not _uvloop(loop):
+    if not _is_cloop(loop):
         [res] = await _Jobs(loop, False).gather([(_sync_exists, path)])
         return res  # type: ignore[no-any-return]
     try:

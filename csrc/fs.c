@@ -98,7 +98,8 @@ typedef struct {
     char regular;        /* read_file: a regular file */
     char as_bytes;       /* scandir: names as bytes */
     int err;             /* the first libuv error, 0 if none */
-    uv_file fd;          /* -1, or an fd this op opened */
+    uv_file fd;          /* -1, or an fd this op opened (and owns) */
+    uv_file ufd;         /* close/read/write: the caller's fd */
     int flags;
     int mode;
     int64_t offset;
@@ -767,7 +768,8 @@ op_advance(fs_op *op)
         len = (size_t)PyBytes_GET_SIZE(op->data) - op->pos;
         buf = uv_buf_init(PyBytes_AS_STRING(op->data) + op->pos,
                           (unsigned int)(len > MAX_IO ? MAX_IO : len));
-        r = uv_fs_write(uvl, req, op->fd, &buf, 1,
+        r = uv_fs_write(uvl, req, op->kind == OP_WRITE ? op->ufd : op->fd,
+                        &buf, 1,
                         op->kind == OP_WRITE ? op->offset : -1, on_fs_done);
         break;
     case STEP_CLOSE:
@@ -805,9 +807,7 @@ op_advance(fs_op *op)
             r = uv_fs_scandir(uvl, req, path, 0, on_fs_done);
             break;
         case OP_CLOSE:
-            r = uv_fs_close(uvl, req, op->fd, on_fs_done);
-            /* The fd was the caller's; never close it twice. */
-            op->fd = -1;
+            r = uv_fs_close(uvl, req, op->ufd, on_fs_done);
             break;
         case OP_READ:
             op->cap = op->want;
@@ -817,7 +817,7 @@ op_advance(fs_op *op)
                 break;
             }
             buf = uv_buf_init(op->buf, (unsigned int)op->cap);
-            r = uv_fs_read(uvl, req, op->fd, &buf, 1, op->offset,
+            r = uv_fs_read(uvl, req, op->ufd, &buf, 1, op->offset,
                            on_fs_done);
             break;
         case OP_WRITE:
@@ -1050,7 +1050,7 @@ op_parse(fs_op *op, int kind, PyObject *item)
         if (!PyArg_ParseTuple(item, "i", &a)) {
             return -1;
         }
-        op->fd = a;
+        op->ufd = a;
         break;
     case OP_READ:
         if (!PyArg_ParseTuple(item, "inL", &a, &size, &off)) {
@@ -1062,14 +1062,14 @@ op_parse(fs_op *op, int kind, PyObject *item)
         }
         /* One read() call returns at most this much on Linux anyway. */
         op->want = (size_t)size > 0x7ffff000 ? 0x7ffff000 : (size_t)size;
-        op->fd = a;
+        op->ufd = a;
         op->offset = off;
         break;
     case OP_WRITE:
         if (!PyArg_ParseTuple(item, "iOL", &a, &data, &off)) {
             return -1;
         }
-        op->fd = a;
+        op->ufd = a;
         op->offset = off;
         break;
     default:

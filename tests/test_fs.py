@@ -712,3 +712,45 @@ def test_bench_workloads_run_and_check(loop, name, fs_mode):
     timer = _registry.Timer()
     wl.func(loop, 1, timer)
     assert timer.entries == 1
+
+
+@pytest.mark.parametrize("op", ["read", "write", "close"])
+def test_cancelled_fd_op_leaves_the_callers_fd_open(cloop_mod, tmp_path, op):
+    # Fill libuv's pool with reads blocked on empty pipes, so the next
+    # request stays queued and cancelling it takes it off the pool: the
+    # fd it was given is the caller's and must stay open.
+    size = cloop_mod.features()["threadpool_size"]
+    pipes = [os.pipe() for _ in range(size)]
+    (tmp_path / "f").write_bytes(b"data")
+    fd = os.open(tmp_path / "f", os.O_RDWR)
+    loop = cloop_mod.new_event_loop()
+
+    async def main():
+        blockers = [asyncio.ensure_future(fs.read(r, 1)) for r, _ in pipes]
+        await asyncio.sleep(0.05)  # the pool's threads are all blocked
+        coro = {
+            "read": lambda: fs.read(fd, 4),
+            "write": lambda: fs.write(fd, b"x"),
+            "close": lambda: fs.close(fd),
+        }[op]()
+        task = asyncio.ensure_future(coro)
+        await asyncio.sleep(0)
+        task.cancel()
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            for _, w in pipes:
+                os.write(w, b"!")
+        assert await asyncio.gather(*blockers) == [b"!"] * size
+
+    try:
+        run(loop, main())
+        os.fstat(fd)  # still open
+        assert os.pread(fd, 4, 0) == b"data"
+    finally:
+        loop.close()
+        os.close(fd)
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)

@@ -55,6 +55,7 @@ __all__ = [
 _MODULES = (
     "workloads",
     "net",
+    "fs_workloads",
 )
 
 

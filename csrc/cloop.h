@@ -41,6 +41,7 @@ typedef struct {
     PyTypeObject *ReadPipeTransportType;
     PyTypeObject *WritePipeTransportType;
     PyTypeObject *UDPTransportType;     /* udp.c */
+    PyTypeObject *FsBatchType;          /* fs.c */
 
     /* Interned names used on the hot path and in hooks. */
     PyObject *str_context;
@@ -64,6 +65,13 @@ typedef struct {
     /* cloop._handles, imported on first use (repr, error reporting, debug
      * helpers are Python: they run per error or per debug callback). */
     PyObject *hooks;
+
+    /* fs.c: UV_USE_IO_URING was a positive number at import, so loops
+     * ask libuv >= 1.49 for its io_uring file operations. */
+    int fs_sqpoll;
+    /* fs.c: libuv serves file requests from io_uring, so chains go as
+     * separate uv_fs_* requests rather than one pool job per file. */
+    int fs_uring;
 } cl_state;
 
 /* A ring buffer of strong references: the loop's ready queue. */
@@ -216,6 +224,10 @@ int cl_stream_flush_traverse(cl_loop *loop, visitproc visit, void *arg);
 
 /* udp.c: datagram transports over uv_udp_t. */
 int cl_udp_init(PyObject *module, cl_state *st);
+
+/* fs.c: file operations on libuv's worker pool (cloop.fs). */
+extern PyMethodDef cl_fs_methods[];
+int cl_fs_init(PyObject *module, cl_state *st);
 
 /* errors.c */
 PyObject *cl_fetch_exc(void);

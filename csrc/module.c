@@ -8,6 +8,8 @@
  */
 #include "cloop.h"
 
+#include <pthread.h>
+
 #ifndef CL_BUILD_TYPE
 #define CL_BUILD_TYPE "unknown"
 #endif
@@ -101,9 +103,23 @@ add_methods(PyTypeObject *tp, PyMethodDef *defs)
     return 0;
 }
 
+static void
+on_fork_child(void)
+{
+    cl_fork_generation++;
+}
+
 static int
 module_exec(PyObject *module)
 {
+    static int atfork_registered;
+    if (!atfork_registered) {
+        if (pthread_atfork(NULL, NULL, on_fork_child) != 0) {
+            PyErr_SetString(PyExc_OSError, "pthread_atfork() failed");
+            return -1;
+        }
+        atfork_registered = 1;
+    }
     cl_state *st = get_state(module);
     if (add_type(module, &st->LoopType, &cl_loop_spec, NULL) < 0 ||
         add_type(module, &st->HandleType, &cl_handle_spec, NULL) < 0 ||

@@ -183,6 +183,7 @@ close_handle(cl_stream *self)
     read_stop(self);
     uv_stream_t *h = self->handle;
     if (h != NULL) {
+        cl_loop_check_fork((cl_loop *)self->loop);
         self->handle = NULL;
         h->data = Py_NewRef(self);
         uv_close((uv_handle_t *)h, on_stream_close);
@@ -1368,6 +1369,7 @@ Stream_dealloc(cl_stream *self)
      * is closed without us, its callback frees it. */
     if (self->handle != NULL) {
         uv_stream_t *h = self->handle;
+        cl_loop_check_fork((cl_loop *)self->loop);
         self->handle = NULL;
         h->data = NULL;
         uv_close((uv_handle_t *)h, on_stream_close);

@@ -529,7 +529,9 @@ on_stream_write(uv_write_t *req, int status)
     }
     else {
         maybe_resume_protocol(self);
-        if (self->write_size == 0) {
+        /* resume_writing() may have written again (coalesced): only
+         * then is the transport drained. */
+        if (self->write_size == 0 && self->pend_size == 0) {
             on_drained(self);
         }
     }

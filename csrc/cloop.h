@@ -141,6 +141,7 @@ typedef struct {
     Py_ssize_t nflush;
     Py_ssize_t flushcap;
     char in_run;                /* inside run_turns(): writes coalesce */
+    char *rbuf;                 /* stream.c: the loop's read buffer */
 
     /* The process forked since the loop was made: libuv's kernel state
      * (epoll, eventfd, signal pipe) was moved to the child by
@@ -242,6 +243,7 @@ void cl_fd_owner_clear(cl_loop *loop, int fd, PyObject *transport);
 
 int cl_stream_init(PyObject *module, cl_state *st);
 void cl_stream_flush_all(cl_loop *loop);
+int cl_stream_deliver(cl_loop *loop, PyObject *transport);
 void cl_stream_flush_clear(cl_loop *loop);
 int cl_stream_flush_traverse(cl_loop *loop, visitproc visit, void *arg);
 

@@ -321,8 +321,19 @@ static int
 run_ready(cl_loop *self)
 {
     size_t ntodo = self->ready.len;
+    cl_state *st = self->state;
     while (ntodo-- > 0 && self->ready.len > 0) {
         cl_handle *h = (cl_handle *)ring_pop(&self->ready);
+        if (!Py_IS_TYPE(h, st->HandleType) &&
+            !Py_IS_TYPE(h, st->TimerHandleType)) {
+            /* A stream transport with a read to deliver (stream.c). */
+            int r = cl_stream_deliver(self, (PyObject *)h);
+            Py_DECREF(h);
+            if (r < 0) {
+                return -1;
+            }
+            continue;
+        }
         int r = 0;
         if (!h->cancelled) {
             r = self->debug ? run_handle_debug(self, h) : cl_handle_run(h);
@@ -1088,6 +1099,8 @@ Loop_tp_dealloc(cl_loop *self)
     self->flushq = NULL;
     PyMem_Free(self->owners);
     self->owners = NULL;
+    PyMem_RawFree(self->rbuf);
+    self->rbuf = NULL;
     Py_CLEAR(self->pending_exc);
     Py_CLEAR(self->thread_id);
     Py_CLEAR(self->task_factory);

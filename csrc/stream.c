@@ -45,8 +45,9 @@
 #include <structmember.h>
 #include <unistd.h>
 
-/* Bytes read per read() into the transport's own buffer. */
-#define CL_STREAM_READ_SIZE (64 * 1024)
+/* Bytes read per read() into the loop's read buffer (asyncio's
+ * max_size for socket transports). */
+#define CL_STREAM_READ_SIZE (256 * 1024)
 /* asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
 #define CL_CONNLOST_WRITES 5
 /* The most bytes one uv_buf_t is given (its length is an unsigned int). */
@@ -65,9 +66,16 @@ typedef struct {
     PyObject *protocol;
     PyObject *server;
     uv_stream_t *handle;        /* NULL once uv_close() was called */
-    char *rbuf;                 /* read buffer, allocated on first read */
+    /* A read is delivered from the ready queue, as asyncio runs a
+     * reader callback: libuv reads during the poll, the result waits here
+     * (the transport queued once) until the loop's pass reaches it. */
+    PyObject *rdata;            /* bytes read, for a plain Protocol */
+    PyObject *rproto;           /* the BufferedProtocol that gave pybuf */
+    Py_ssize_t rpend;           /* libuv's nread, while rpend_set */
+    Py_ssize_t rlater;          /* EOF or an error libuv reported while
+                                 * a read waited: delivered after it */
     Py_buffer pybuf;            /* BufferedProtocol buffer between alloc
-                                 * and read callbacks */
+                                 * and delivery */
     PyObject *read_exc;         /* get_buffer() failure from alloc */
     Py_ssize_t high_water;
     Py_ssize_t low_water;
@@ -83,6 +91,8 @@ typedef struct {
     char protocol_paused;       /* pause_writing() called */
     char read_pinned;           /* uv_read_start() active, self pinned */
     char have_pybuf;
+    char rpend_set;             /* a read waits for delivery */
+    char rqueued;               /* on the ready queue for delivery */
     char flush_queued;          /* on the loop's flush queue */
     /* Writes coalesced during this turn (bytes objects), sent as one
      * vectored write before the loop next polls.  Only ever non-empty
@@ -233,14 +243,20 @@ on_stream_alloc(uv_handle_t *handle, size_t Py_UNUSED(suggested),
         return;
     }
     cl_acquire(uv_owner(handle));
+    if (self->rpend_set) {
+        /* One read per turn, as asyncio's reader callback: this empty
+         * buffer makes libuv leave the rest for the next poll. */
+        return;
+    }
     if (!self->buffered) {
-        if (self->rbuf == NULL) {
-            self->rbuf = PyMem_RawMalloc(CL_STREAM_READ_SIZE);
-            if (self->rbuf == NULL) {
+        cl_loop *loop = (cl_loop *)self->loop;
+        if (loop->rbuf == NULL) {
+            loop->rbuf = PyMem_RawMalloc(CL_STREAM_READ_SIZE);
+            if (loop->rbuf == NULL) {
                 return;         /* the read callback gets UV_ENOBUFS */
             }
         }
-        buf->base = self->rbuf;
+        buf->base = loop->rbuf;
         buf->len = CL_STREAM_READ_SIZE;
         return;
     }
@@ -372,6 +388,34 @@ on_protocol_read_error(cl_stream *self)
     Py_XDECREF(res);
 }
 
+/* Queue the transport on the loop's ready queue for delivery. */
+static void
+queue_delivery(cl_stream *self)
+{
+    if (self->rqueued || self->paused || self->closing) {
+        return;
+    }
+    if (cl_loop_push_ready((cl_loop *)self->loop, (PyObject *)self) < 0) {
+        cl_loop_stash_exception((cl_loop *)self->loop);
+        return;
+    }
+    self->rqueued = 1;
+}
+
+/* Forget a read not delivered (the transport closed first). */
+static void
+drop_pending_read(cl_stream *self)
+{
+    self->rpend_set = 0;
+    self->rlater = 0;
+    Py_CLEAR(self->rdata);
+    Py_CLEAR(self->rproto);
+    if (self->have_pybuf) {
+        self->have_pybuf = 0;
+        PyBuffer_Release(&self->pybuf);
+    }
+}
+
 static void
 on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
@@ -380,25 +424,100 @@ on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     cl_acquire(uv_owner((uv_handle_t *)stream));
-    Py_INCREF(self);
-    int had_pybuf = self->have_pybuf;
-    if (had_pybuf) {
+    if (self->rpend_set && nread < 0 && nread != UV_ENOBUFS &&
+        self->rlater == 0) {
+        /* libuv reports a hang-up as EOF without asking for a buffer. */
+        self->rlater = nread;
+        return;
+    }
+    if (self->rpend_set || nread == 0) {
+        /* The empty buffer of on_stream_alloc(), or EAGAIN. */
+        if (nread == 0 && self->have_pybuf) {
+            self->have_pybuf = 0;
+            PyBuffer_Release(&self->pybuf);
+        }
+        return;
+    }
+    if (nread > 0 && self->have_pybuf) {
+        /* The data is in the protocol's buffer; buffer_updated() comes
+         * with the delivery (pybuf stays held until then). */
+        Py_XSETREF(self->rproto, Py_NewRef(self->protocol));
+    }
+    else if (self->have_pybuf) {
         self->have_pybuf = 0;
         PyBuffer_Release(&self->pybuf);
     }
+    else if (nread > 0) {
+        self->rdata = PyBytes_FromStringAndSize(buf->base, nread);
+        if (self->rdata == NULL) {
+            Py_XSETREF(self->read_exc, cl_fetch_exc());
+            nread = UV_ENOBUFS;
+        }
+    }
+    self->rpend = nread;
+    self->rpend_set = 1;
+    queue_delivery(self);
+}
+
+/* Deliver the read waiting on self: called by the loop's pass for the
+ * transport's entry in the ready queue.  -1 with SystemExit or
+ * KeyboardInterrupt set, which end the pass. */
+int
+cl_stream_deliver(cl_loop *loop, PyObject *obj)
+{
+    cl_stream *self = (cl_stream *)obj;
+    self->rqueued = 0;
+    if (!self->rpend_set || (self->paused && !self->closing)) {
+        return 0;               /* resume_reading() queues it again */
+    }
+    if (self->closing || self->handle == NULL) {
+        drop_pending_read(self);
+        return 0;
+    }
+    Py_ssize_t nread = self->rpend;
+    self->rpend_set = 0;
+    PyObject *data = self->rdata;
+    self->rdata = NULL;
+    PyObject *rproto = self->rproto;
+    self->rproto = NULL;
+    if (self->have_pybuf) {
+        self->have_pybuf = 0;
+        if (rproto != NULL && rproto != self->protocol) {
+            /* set_protocol() since the read: the bytes go to the new
+             * protocol as data. */
+            data = PyBytes_FromStringAndSize(self->pybuf.buf, nread);
+        }
+        PyBuffer_Release(&self->pybuf);
+        if (data == NULL && rproto != NULL && rproto != self->protocol) {
+            Py_XSETREF(self->read_exc, cl_fetch_exc());
+            nread = UV_ENOBUFS;
+        }
+    }
+    Py_XDECREF(rproto);
     if (nread > 0) {
-        cl_state *st = ((cl_loop *)self->loop)->state;
-        PyObject *arg = self->buffered
-                            ? PyLong_FromSsize_t((Py_ssize_t)nread)
-                            : PyBytes_FromStringAndSize(buf->base, nread);
+        cl_state *st = loop->state;
         PyObject *res = NULL;
-        if (arg != NULL) {
-            PyObject *args[2] = {self->protocol, arg};
-            res = PyObject_VectorcallMethod(
-                self->buffered ? st->str_buffer_updated
-                               : st->str_data_received,
-                args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-            Py_DECREF(arg);
+        if (data != NULL && self->buffered) {
+            /* Bytes for a BufferedProtocol (it was swapped in). */
+            PyObject *hook = cl_get_hook(st, "feed_buffered");
+            if (hook != NULL) {
+                res = PyObject_CallFunctionObjArgs(hook, self->protocol,
+                                                   data, NULL);
+                Py_DECREF(hook);
+            }
+        }
+        else {
+            PyObject *arg = data != NULL
+                                ? Py_NewRef(data)
+                                : PyLong_FromSsize_t((Py_ssize_t)nread);
+            if (arg != NULL) {
+                PyObject *args[2] = {self->protocol, arg};
+                res = PyObject_VectorcallMethod(
+                    data != NULL ? st->str_data_received
+                                 : st->str_buffer_updated,
+                    args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+                Py_DECREF(arg);
+            }
         }
         if (res == NULL) {
             on_protocol_read_error(self);
@@ -413,21 +532,35 @@ on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         self->read_exc = NULL;
         read_stop(self);
         fatal_error(self, exc,
-                    "Fatal error: protocol.get_buffer() call failed.");
+                    data == NULL && self->buffered
+                        ? "Fatal error: protocol.get_buffer() call failed."
+                        : read_error_msg(self));
     }
     else if (nread < 0) {
         read_stop(self);
         if (nread == UV_ENOBUFS) {
             PyErr_NoMemory();
-            fatal_error(self, cl_fetch_exc(),
-                        read_error_msg(self));
+            fatal_error(self, cl_fetch_exc(), read_error_msg(self));
         }
         else {
             fatal_error(self, uv_error_object((int)nread),
                         read_error_msg(self));
         }
     }
-    Py_DECREF(self);
+    Py_XDECREF(data);
+    if (self->rlater != 0 && !self->rpend_set) {
+        self->rpend = self->rlater;
+        self->rlater = 0;
+        self->rpend_set = 1;
+        queue_delivery(self);
+    }
+    if (loop->pending_exc != NULL) {
+        PyObject *exc = loop->pending_exc;
+        loop->pending_exc = NULL;
+        cl_restore_exc(exc);
+        return -1;
+    }
+    return 0;
 }
 
 static int
@@ -1166,6 +1299,9 @@ Stream_resume_reading(cl_stream *self, PyObject *Py_UNUSED(ignored))
     if (read_start(self) < 0) {
         return NULL;
     }
+    if (self->rpend_set) {
+        queue_delivery(self);
+    }
     debug_log(self, CL_LOG_DEBUG, "%r resumes reading");
     Py_RETURN_NONE;
 }
@@ -1340,6 +1476,7 @@ Stream_traverse(cl_stream *self, visitproc visit, void *arg)
     Py_VISIT(self->server);
     Py_VISIT(self->read_exc);
     Py_VISIT(self->empty_waiter);
+    Py_VISIT(self->rproto);
     return 0;
 }
 
@@ -1355,6 +1492,7 @@ Stream_clear(cl_stream *self)
     Py_XSETREF(self->server, Py_NewRef(Py_None));
     Py_CLEAR(self->read_exc);
     Py_CLEAR(self->empty_waiter);
+    Py_CLEAR(self->rproto);
     return 0;
 }
 
@@ -1377,7 +1515,7 @@ Stream_dealloc(cl_stream *self)
         uv_close((uv_handle_t *)h, on_stream_close);
     }
     disown_fd(self);
-    PyMem_RawFree(self->rbuf);
+    drop_pending_read(self);
     pending_clear(self);
     PyMem_Free(self->pend);
     Py_CLEAR(self->empty_waiter);

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from asyncio import base_events, events, format_helpers
+from asyncio import base_events, events, format_helpers, protocols
 from typing import Any
 
 from . import _cloop
@@ -56,3 +56,9 @@ def extract_stack() -> Any:
     # Called from C, which has no frame: frame 1 is whoever called
     # call_soon() & co., where asyncio's tracebacks end too.
     return format_helpers.extract_stack(sys._getframe(1))
+
+
+def feed_buffered(protocol: Any, data: bytes) -> None:
+    """Hand bytes read for a plain protocol to the BufferedProtocol that
+    set_protocol() put in its place before the read was delivered."""
+    protocols._feed_data_to_buffered_proto(protocol, data)

@@ -796,3 +796,85 @@ def test_debug_logs(loop, caplog):
     text = caplog.text
     for what in ("pauses reading", "resumes reading", "received EOF"):
         assert what in text
+
+
+class _Scheduling(asyncio.Protocol):
+    def __init__(self, loop, ran):
+        self.loop, self.ran = loop, ran
+
+    def data_received(self, data):
+        self.ran.append("data_received")
+        self.loop.call_soon(self.ran.append, "scheduled by data_received")
+
+
+def test_data_received_runs_in_the_callback_pass(loop):
+    """A read is delivered in the loop's pass after the callbacks already
+    queued, and what data_received() schedules waits for the next pass,
+    as asyncio's reader callback (SSLProtocol relies on this order)."""
+    a, b = socket.socketpair()
+    ran = []
+    tr, _ = loop.run_until_complete(
+        loop.create_connection(lambda: _Scheduling(loop, ran), sock=a))
+
+    def first():
+        b.send(b"x")
+        loop.call_soon(second)
+
+    def second():
+        ran.append("stop")
+        loop.stop()
+
+    try:
+        loop.call_soon(first)
+        loop.run_forever()
+        seen = list(ran)
+    finally:
+        tr.close()
+        loop.run_until_complete(asyncio.sleep(0))
+        b.close()
+    assert seen == ["stop", "data_received"]
+
+
+def test_set_protocol_between_read_and_delivery(loop):
+    """Data read for one protocol reaches the one set_protocol() put in
+    its place, plain or buffered."""
+    got = []
+
+    class Plain(asyncio.Protocol):
+        def data_received(self, data):
+            got.append(("plain", bytes(data)))
+
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(3)
+
+        def get_buffer(self, n):
+            return self.buf
+
+        def buffer_updated(self, n):
+            got.append(("buffered", bytes(self.buf[:n])))
+
+    a, b = socket.socketpair()
+
+    async def main():
+        tr, _ = await loop.create_connection(Plain, sock=a)
+        b.send(b"hello")
+        while not got:
+            await asyncio.sleep(0)
+        tr.pause_reading()
+        b.send(b"world")
+        await asyncio.sleep(0.05)
+        tr.set_protocol(Buffered())
+        tr.resume_reading()
+        while sum(len(d) for _, d in got) < 10:
+            await asyncio.sleep(0)
+        tr.close()
+        await asyncio.sleep(0)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        b.close()
+    assert got[0] == ("plain", b"hello")
+    assert all(kind == "buffered" for kind, _ in got[1:])
+    assert b"".join(d for _, d in got[1:]) == b"world"

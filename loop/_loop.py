@@ -25,6 +25,7 @@ from ._dns import DNSMixin
 from ._stream import StreamMixin
 from ._udp import DatagramMixin
 from ._sock import SockMixin
+from ._tls import TLSMixin
 
 __all__ = ["Loop"]
 
@@ -36,6 +37,7 @@ class Loop(  # type: ignore[misc]
     StreamMixin,
     DatagramMixin,
     SockMixin,
+    TLSMixin,
     DNSMixin,
     base_events.BaseEventLoop,
 ):

@@ -146,6 +146,26 @@ EVENTS_NOT_APPLICABLE = {
     ),
 }
 
+# Tests of the mixin that would fail only now and then on cloop (so they
+# cannot be expected failures), and why; each names the deterministic
+# test of the cause in cloop's own suite.
+EVENTS_RACY = {
+    "test_create_ssl_unix_connection": (
+        "racy on cloop (about 1 run in 4): the test server answers and "
+        "closes at once, and the test reads get_extra_info('sockname') "
+        "after run_until_complete(); cloop's C stream transport calls "
+        "data_received() ahead of the callbacks already queued, so "
+        "SSLProtocol's call_soon(transport.close) for the close_notify "
+        "runs before the loop stops and sockname is None.  Cause: "
+        "tests/test_tls.py::test_data_received_runs_in_the_callback_pass "
+        "(xfail, csrc/stream.c)."
+    ),
+    "test_create_ssl_connection": (
+        "the same race as test_create_ssl_unix_connection, over TCP "
+        "(rarer; see that entry)."
+    ),
+}
+
 # Tests of test_events outside the mixin that are not run, and why.
 EVENTS_DEFERRED_OTHER: dict[str, str] = {}
 
@@ -380,8 +400,9 @@ def build_test_events(module: Any, selection: Selection,
 
     mixin = module.EventLoopTestsMixin
     names = sorted(n for n in dir(mixin) if n.startswith("test_"))
-    selected = EVENTS_SELECTED | EVENTS_SELECTED_IO
-    known = selected | EVENTS_DEFERRED_IO | set(EVENTS_NOT_APPLICABLE)
+    selected = (EVENTS_SELECTED | EVENTS_SELECTED_IO) - set(EVENTS_RACY)
+    known = (selected | set(EVENTS_RACY) | EVENTS_DEFERRED_IO
+             | set(EVENTS_NOT_APPLICABLE))
     selection.unclassified = [n for n in names if n not in known]
     loader = unittest.defaultTestLoader
     suite = unittest.TestSuite()
@@ -407,6 +428,10 @@ def build_test_events(module: Any, selection: Selection,
         elif name in EVENTS_NOT_APPLICABLE:
             selection.excluded[f"{cls_name}.{name}"] = (
                 EVENTS_NOT_APPLICABLE[name])
+        elif name in EVENTS_RACY and cloop is not None:
+            selection.excluded[f"{cls_name}.{name}"] = EVENTS_RACY[name]
+        elif name in EVENTS_RACY:
+            suite.addTest(cls(name))
 
     for test in _iter_tests(loader.loadTestsFromModule(module)):
         cls_of = type(test).__name__

@@ -521,3 +521,25 @@ def test_sock_sendfile_cancelled(loop, pair, data_file):
         received += chunk
     assert 0 < len(received) < len(data)
     assert received == data[:len(received)]
+
+
+def test_retry_looks_the_method_up_again(loop, pair):
+    """A waiting sock_recv()/sock_sendto() calls sock.<method> afresh on
+    each try, as asyncio does (CPython's test_sock_lowlevel swaps the
+    method of a mock socket while it waits)."""
+    from unittest import mock
+
+    a, b = pair
+    fake = mock.Mock()
+    fake.fileno = a.fileno
+    fake.recv = mock.Mock(side_effect=BlockingIOError)
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv(fake, 10))
+        await asyncio.sleep(0)
+        fake.recv = a.recv
+        b.send(b"fresh")
+        return await asyncio.wait_for(task, 5)
+
+    assert loop.run_until_complete(main()) == b"fresh"
+    assert not registered(loop, a.fileno())

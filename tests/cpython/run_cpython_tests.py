@@ -24,9 +24,13 @@ What it changes, in cloop mode (the default):
   one of the ``adapt_*`` functions below); tests that need asyncio's
   virtual-time ``TestLoop`` (``new_test_loop(gen)``) keep it.
 * ``test_events`` and ``test_base_events`` are mostly about other loops
-  (selector loops, mocked ``BaseEventLoop``s) and networking; the parts
-  that apply to cloop are selected by ``build_test_events`` and
+  (selector loops, mocked ``BaseEventLoop``s); the parts that apply to
+  cloop are selected by ``build_test_events`` and
   ``build_test_base_events``, which document the choice.
+* The networking modules that run one mixin on each of CPython's loops
+  (``test_server``, ``test_sslproto``, ``test_sock_lowlevel``,
+  ``test_sendfile``, ``test_buffered_proto``) run it once, on cloop
+  (``LOOP_CLASSES`` and ``build_loop_classes``).
 
 ``--stock`` runs the same selection on stock asyncio without any of the
 above, as an oracle when triaging a failure.

@@ -111,7 +111,9 @@ module_exec(PyObject *module)
                  (PyObject *)st->HandleType) < 0 ||
         add_methods(st->LoopType, cl_poll_methods) < 0 ||
         add_methods(st->LoopType, cl_dns_methods) < 0 ||
-        cl_stream_init(module, st) < 0 || cl_udp_init(module, st) < 0) {
+        add_methods(st->LoopType, cl_fs_methods) < 0 ||
+        cl_stream_init(module, st) < 0 || cl_udp_init(module, st) < 0 ||
+        cl_fs_init(module, st) < 0) {
         return -1;
     }
     INTERN(str_context, "context");
@@ -154,7 +156,10 @@ module_exec(PyObject *module)
     X(HandleType)                                                           \
     X(TimerHandleType)                                                      \
     X(StreamTransportType)                                                  \
+    X(ReadPipeTransportType)                                                \
+    X(WritePipeTransportType)                                               \
     X(UDPTransportType)                                                     \
+    X(FsBatchType)                                                          \
     X(str_context)                                                          \
     X(str_loop)                                                             \
     X(str_check_thread)                                                     \

@@ -664,3 +664,57 @@ def test_data_received_runs_in_the_callback_pass(request, loop, loop_name):
         loop.run_until_complete(asyncio.sleep(0))
         b.close()
     assert seen == ["stop", "data_received"]
+
+
+class _LateWriter(asyncio.Protocol):
+    """Writes once more from resume_writing() after close(), as
+    SSLProtocol does to flush its backlog and close_notify."""
+
+    def __init__(self, loop):
+        self.lost = loop.create_future()
+        self.late = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def resume_writing(self):
+        if self.transport.is_closing() and not self.late:
+            self.late = True
+            self.transport.write(b"L" * 1000)
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+def test_write_from_resume_writing_after_close(request, loop, loop_name):
+    """A socket transport that close() was called on still sends what is
+    written until the connection is lost (asyncio's selector transport
+    does; SSLProtocol relies on it when the peer closes while its write
+    backlog is full: CPython's
+    test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data)."""
+    if loop_name == "cloop":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "cloop bug (csrc/stream.c, lead): on_stream_write() calls "
+            "resume_writing(), whose write() is coalesced (pend_size), "
+            "then sees write_size == 0 and ends the closing transport, "
+            "dropping those bytes")))
+    a, b = socket.socketpair()
+    b.setblocking(False)
+
+    async def main():
+        tr, proto = await loop.create_connection(lambda: _LateWriter(loop),
+                                                 sock=a)
+        tr.write(b"x" * (4 * MiB))
+        tr.close()
+        got = 0
+        while data := await loop.sock_recv(b, MiB):
+            got += len(data)
+        await proto.lost
+        return got, proto.late
+
+    try:
+        got, late = loop.run_until_complete(asyncio.wait_for(main(), 30))
+    finally:
+        b.close()
+    assert late
+    assert got == 4 * MiB + 1000

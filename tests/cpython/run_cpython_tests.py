@@ -541,6 +541,24 @@ def build_loop_classes(module: Any, selection: Selection,
     return suite
 
 
+# Tests that hang on cloop because of a known cloop bug: a hang cannot be
+# an expected failure (the per-test timeout ends the whole module's run),
+# so they are left out, in cloop mode only, until the bug is fixed; each
+# reason names the bug and the xfail test in cloop's suite that pins it.
+# module: {test id: reason}
+HANGS_ON_CLOOP: dict[str, dict[str, str]] = {
+    "test_ssl": {
+        "TestSSL.test_remote_shutdown_receives_trailing_data": (
+            "hangs: cloop bug in csrc/stream.c (write coalescing): a write "
+            "made from resume_writing() after close() is dropped, so "
+            "SSLProtocol's flushed backlog and close_notify never reach "
+            "the peer, which waits for them forever.  Pinned by "
+            "tests/test_tls.py::test_write_from_resume_writing_after_close."
+        ),
+    },
+}
+
+
 BUILDERS = {
     "test_events": build_test_events,
     "test_base_events": build_test_base_events,
@@ -695,6 +713,16 @@ def main(argv: list[str]) -> int:
     selection = Selection()
     builder = BUILDERS.get(args.module, load_module_suite)
     suite = builder(module, selection, cloop)
+    hangs = HANGS_ON_CLOOP.get(args.module, {}) if cloop is not None else {}
+    if hangs:
+        kept = unittest.TestSuite()
+        for test in _iter_tests(suite):
+            tid = short_id(test, module_name)
+            if tid in hangs:
+                selection.excluded[tid] = hangs[tid]
+            else:
+                kept.addTest(test)
+        suite = kept
     if args.keyword:
         filtered = unittest.TestSuite()
         for test in _iter_tests(suite):

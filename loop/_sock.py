@@ -34,6 +34,7 @@ class SockMixin:
     _debug: bool
     _add_reader: Any
     _add_writer: Any
+    _ensure_fd_no_transport: Any
     remove_reader: Any
     remove_writer: Any
     create_future: Any
@@ -47,6 +48,9 @@ class SockMixin:
     def _cl_wait_readable(self, sock: socket.socket, fut: futures.Future,
                           callback: Any, *args: Any) -> None:
         fd = sock.fileno()
+        # As asyncio, only an operation that has to wait checks that no
+        # transport owns the socket (RuntimeError).
+        self._ensure_fd_no_transport(fd)
         handle = self._add_reader(fd, callback, fut, *args)
         fut.add_done_callback(
             functools.partial(self._cl_read_done, fd, handle))
@@ -54,6 +58,7 @@ class SockMixin:
     def _cl_wait_writable(self, sock: socket.socket, fut: futures.Future,
                           callback: Any, *args: Any) -> None:
         fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
         handle = self._add_writer(fd, callback, fut, *args)
         fut.add_done_callback(
             functools.partial(self._cl_write_done, fd, handle))

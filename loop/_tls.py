@@ -16,15 +16,20 @@ only the raw socket I/O beneath it is cloop's.
 from __future__ import annotations
 
 import socket
+import sys
 from asyncio import constants, sslproto
 from typing import Any
+
+# asyncio checks from 3.12 on that no transport owns the socket yet.
+_CHECK_FD_OWNER = sys.version_info >= (3, 12)
 
 
 class TLSMixin:
     """BaseEventLoop's TLS hook for cloop.Loop."""
 
-    # Provided by StreamMixin.
+    # Provided by StreamMixin and the C core.
     _make_socket_transport: Any
+    _ensure_fd_no_transport: Any
 
     def _make_ssl_transport(
             self, rawsock: socket.socket, protocol: Any, sslcontext: Any,
@@ -34,6 +39,8 @@ class TLSMixin:
             ssl_handshake_timeout: Any = constants.SSL_HANDSHAKE_TIMEOUT,
             ssl_shutdown_timeout: Any = constants.SSL_SHUTDOWN_TIMEOUT,
             call_connection_made: bool = True) -> Any:
+        if _CHECK_FD_OWNER:
+            self._ensure_fd_no_transport(rawsock)
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter,
             server_side, server_hostname,

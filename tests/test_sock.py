@@ -532,6 +532,7 @@ def test_retry_looks_the_method_up_again(loop, pair):
     a, b = pair
     fake = mock.Mock()
     fake.fileno = a.fileno
+    fake.gettimeout.return_value = 0  # debug mode (-X dev) checks it
     fake.recv = mock.Mock(side_effect=BlockingIOError)
 
     async def main():
@@ -543,3 +544,36 @@ def test_retry_looks_the_method_up_again(loop, pair):
 
     assert loop.run_until_complete(main()) == b"fresh"
     assert not registered(loop, a.fileno())
+
+
+@pytest.mark.parametrize("op", ["recv", "recv_into", "recvfrom",
+                                "sendall"])
+def test_socket_a_transport_owns(loop, op):
+    """An operation that has to wait on a socket a transport owns raises
+    RuntimeError, as asyncio's selector loop does; one that completes at
+    once does not check."""
+    a, b = socket.socketpair()
+    b.setblocking(False)
+
+    async def main():
+        tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        try:
+            if op == "sendall":
+                # Completes at once: no check.
+                await loop.sock_sendall(a, b"x")
+                return
+            with pytest.raises(RuntimeError, match="is used by transport"):
+                if op == "recv":
+                    await loop.sock_recv(a, 1)
+                elif op == "recv_into":
+                    await loop.sock_recv_into(a, bytearray(1))
+                else:
+                    await loop.sock_recvfrom(a, 1)
+        finally:
+            tr.close()
+            await asyncio.sleep(0)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        b.close()

@@ -16,6 +16,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 
@@ -718,3 +719,25 @@ def test_write_from_resume_writing_after_close(request, loop, loop_name):
         b.close()
     assert late
     assert got == 4 * MiB + 1000
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12),
+                    reason="asyncio checks the socket's owner from 3.12")
+def test_ssl_on_a_socket_a_transport_owns(loop, client_ctx):
+    a, b = socket.socketpair()
+
+    async def main():
+        tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        try:
+            with pytest.raises(RuntimeError, match="is used by transport"):
+                await loop.create_connection(
+                    asyncio.Protocol, sock=a, ssl=client_ctx,
+                    server_hostname="localhost")
+        finally:
+            tr.close()
+            await asyncio.sleep(0)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        b.close()

@@ -54,6 +54,9 @@ typedef struct {
     PyObject *str_call_soon;
     PyObject *str_call_soon_threadsafe;
     PyObject *str_call_at;
+    PyObject *str_data_received;
+    PyObject *str_buffer_updated;
+    PyObject *str_get_buffer;
 
     /* ("loop",): kwnames for creating futures. */
     PyObject *kwnames_loop;
@@ -138,7 +141,27 @@ typedef struct {
     Py_ssize_t nflush;
     Py_ssize_t flushcap;
     char in_run;                /* inside run_turns(): writes coalesce */
+
+    /* The process forked since the loop was made: libuv's kernel state
+     * (epoll, eventfd, signal pipe) was moved to the child by
+     * uv_loop_fork() and the loop refuses to run (see loop.c). */
+    unsigned long fork_gen;
+    char forked;
 } cl_loop;
+
+/* loop.c: bumped in the child of every fork().  Each loop notes the
+ * value it was made under; before it touches libuv's kernel state it calls
+ * cl_loop_check_fork(), so a child never changes the parent's epoll set. */
+extern unsigned long cl_fork_generation;
+void cl_loop_after_fork(cl_loop *self);
+
+static inline void
+cl_loop_check_fork(cl_loop *self)
+{
+    if (self->fork_gen != cl_fork_generation) {
+        cl_loop_after_fork(self);
+    }
+}
 
 /* Take back the GIL released before the poll (see loop.c).  Every libuv
  * callback that touches Python calls it first; it costs one branch when

@@ -359,13 +359,42 @@ run_turn(cl_loop *self)
     return run_ready(self);
 }
 
+/* --- fork() ------------------------------------------------------------ */
+
+/* A loop shares its epoll instance, eventfd and signal pipe with every
+ * process forked from the one that made it: a child that registered,
+ * unregistered or closed a watcher there would change the parent's loop.
+ * So the first time a loop is touched in a child, uv_loop_fork() gives it
+ * kernel state of its own; the loop can then be closed (and its handles
+ * released) in the child, but not run or given work: its sockets, pipes
+ * and pending requests are the parent's. */
+unsigned long cl_fork_generation;
+
+void
+cl_loop_after_fork(cl_loop *self)
+{
+    self->fork_gen = cl_fork_generation;
+    self->forked = 1;
+    self->saved_tstate = NULL;  /* the parent's thread state */
+    if (self->uvloop != NULL) {
+        (void)uv_loop_fork(self->uvloop);
+    }
+}
+
 /* RuntimeError('Event loop is closed') unless the loop can take work;
  * every file's entry points check this first. */
 int
 cl_loop_check_open(cl_loop *self)
 {
+    cl_loop_check_fork(self);
     if (self->closed || self->uvloop == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    if (self->forked) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this event loop was created before os.fork() in "
+                        "the parent process; create a new loop in the child");
         return -1;
     }
     return 0;
@@ -808,6 +837,7 @@ on_handle_free(uv_handle_t *handle)
 static void
 stop_signal_poll(cl_loop *self)
 {
+    cl_loop_check_fork(self);
     if (self->sigpoll != NULL) {
         uv_close((uv_handle_t *)self->sigpoll, on_handle_free);
         self->sigpoll = NULL;
@@ -886,6 +916,7 @@ loop_close_uv(cl_loop *self)
     if (self->uvloop == NULL) {
         return;
     }
+    cl_loop_check_fork(self);
     stop_signal_poll(self);
     cl_poll_close_all(self);
     uv_walk(self->uvloop, on_walk_close, NULL);
@@ -897,6 +928,17 @@ loop_close_uv(cl_loop *self)
      * busy; other threads run while close waits for it, and its completion
      * callback takes the GIL back as every callback does. */
     while (uv_loop_close(self->uvloop) == UV_EBUSY) {
+        if (self->forked) {
+            /* Work queued before the fork runs on the parent's pool and
+             * never completes here: run the close callbacks, and if the
+             * loop is still busy, leave the uv_loop_t to the process. */
+            uv_run(self->uvloop, UV_RUN_NOWAIT);
+            if (uv_loop_close(self->uvloop) == UV_EBUSY) {
+                self->uvloop = NULL;
+                return;
+            }
+            break;
+        }
         self->saved_tstate = PyEval_SaveThread();
         uv_run(self->uvloop, UV_RUN_DEFAULT);
         cl_acquire(self);
@@ -977,6 +1019,7 @@ Loop_tp_new(PyTypeObject *tp, PyObject *Py_UNUSED(args),
     self->thread_id = Py_NewRef(Py_None);
     self->task_factory = Py_NewRef(Py_None);
     self->armed_when = NAN;
+    self->fork_gen = cl_fork_generation;
     if (init_uv(self) < 0) {
         self->closed = 1;
         Py_DECREF(self);

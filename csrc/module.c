@@ -8,6 +8,8 @@
  */
 #include "cloop.h"
 
+#include <pthread.h>
+
 #ifndef CL_BUILD_TYPE
 #define CL_BUILD_TYPE "unknown"
 #endif
@@ -101,9 +103,23 @@ add_methods(PyTypeObject *tp, PyMethodDef *defs)
     return 0;
 }
 
+static void
+on_fork_child(void)
+{
+    cl_fork_generation++;
+}
+
 static int
 module_exec(PyObject *module)
 {
+    static int atfork_registered;
+    if (!atfork_registered) {
+        if (pthread_atfork(NULL, NULL, on_fork_child) != 0) {
+            PyErr_SetString(PyExc_OSError, "pthread_atfork() failed");
+            return -1;
+        }
+        atfork_registered = 1;
+    }
     cl_state *st = get_state(module);
     if (add_type(module, &st->LoopType, &cl_loop_spec, NULL) < 0 ||
         add_type(module, &st->HandleType, &cl_handle_spec, NULL) < 0 ||
@@ -126,6 +142,9 @@ module_exec(PyObject *module)
     INTERN(str_call_soon, "call_soon");
     INTERN(str_call_soon_threadsafe, "call_soon_threadsafe");
     INTERN(str_call_at, "call_at");
+    INTERN(str_data_received, "data_received");
+    INTERN(str_buffer_updated, "buffer_updated");
+    INTERN(str_get_buffer, "get_buffer");
     INTERN(str_name, "name");
     st->kwnames_loop = PyTuple_Pack(1, st->str_loop);
     if (st->kwnames_loop == NULL) {
@@ -170,6 +189,9 @@ module_exec(PyObject *module)
     X(str_call_soon)                                                        \
     X(str_call_soon_threadsafe)                                             \
     X(str_call_at)                                                          \
+    X(str_data_received)                                                    \
+    X(str_buffer_updated)                                                   \
+    X(str_get_buffer)                                                       \
     X(kwnames_loop)                                                         \
     X(str_name)                                                             \
     X(Future)                                                               \

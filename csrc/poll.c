@@ -513,6 +513,7 @@ poll_remove(cl_loop *loop, int dir, PyObject *fdobj)
     if (fileobj_to_fd(fdobj, &lfd) < 0) {
         return NULL;
     }
+    cl_loop_check_fork(loop);
     if (loop->closed || loop->uvloop == NULL) {
         Py_RETURN_FALSE;
     }
@@ -765,6 +766,7 @@ cl_poll_close_all(cl_loop *loop)
     if (ps == NULL) {
         return;
     }
+    cl_loop_check_fork(loop);
     /* Detached first: code run by a decref below that registers again
      * (only possible from tp_clear, on a loop still open) starts a new
      * pollset, which the loop's own close then releases. */

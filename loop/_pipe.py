@@ -121,7 +121,9 @@ class _ReadPipeTransport(_PipeTransportMixin,  # type: ignore[misc]
 
     def __repr__(self) -> str:
         info = self._cl_info()
-        if self._sock is not None:
+        if self._sock is not None and self._loop.is_closed():
+            info.append("open")
+        elif self._sock is not None:
             info.append("polling" if self.is_reading() else "idle")
         return "<{}>".format(" ".join(info))
 
@@ -157,7 +159,9 @@ class _WritePipeTransport(_PipeTransportMixin,  # type: ignore[misc]
 
     def __repr__(self) -> str:
         info = self._cl_info()
-        if self._sock is not None:
+        if self._sock is not None and self._loop.is_closed():
+            info.append("open")
+        elif self._sock is not None:
             size = self.get_write_buffer_size()
             info.append("polling" if size else "idle")
             info.append(f"bufsize={size}")

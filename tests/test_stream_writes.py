@@ -262,3 +262,45 @@ def test_invalid_file_object(loop):
         loop.add_reader(object(), lambda: None)
     with pytest.raises(ValueError, match="Invalid file object"):
         loop.remove_writer("not a file")
+
+
+class LateWriter(asyncio.Protocol):
+    """Writes once more from resume_writing() after close(), as asyncio's
+    SSLProtocol does to flush its backlog and close_notify."""
+
+    def __init__(self, loop):
+        self.lost = loop.create_future()
+        self.late = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def resume_writing(self):
+        if self.transport.is_closing() and not self.late:
+            self.late = True
+            self.transport.write(b"L" * 1000)
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+def test_write_from_resume_writing_after_close_is_sent(loop):
+    a, b = socket.socketpair()
+    b.setblocking(False)
+    size = 4 * 1024 * 1024
+
+    async def main():
+        tr, proto = await loop.connect_accepted_socket(
+            lambda: LateWriter(loop), a)
+        tr.write(b"x" * size)
+        tr.close()
+        got = await read_until_eof(loop, b)
+        await proto.lost
+        return got, proto.late
+
+    try:
+        got, late = loop.run_until_complete(asyncio.wait_for(main(), 30))
+    finally:
+        b.close()
+    assert late
+    assert len(got) == size + 1000

@@ -687,18 +687,12 @@ class _LateWriter(asyncio.Protocol):
         self.lost.set_result(exc)
 
 
-def test_write_from_resume_writing_after_close(request, loop, loop_name):
+def test_write_from_resume_writing_after_close(loop):
     """A socket transport that close() was called on still sends what is
     written until the connection is lost (asyncio's selector transport
     does; SSLProtocol relies on it when the peer closes while its write
     backlog is full: CPython's
     test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data)."""
-    if loop_name == "cloop":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "cloop bug (csrc/stream.c, lead): on_stream_write() calls "
-            "resume_writing(), whose write() is coalesced (pend_size), "
-            "then sees write_size == 0 and ends the closing transport, "
-            "dropping those bytes")))
     a, b = socket.socketpair()
     b.setblocking(False)
 

@@ -90,18 +90,6 @@ EXPECTED_FAILURES: dict[str, list[XFail]] = {
             ("StreamTests.test_unclosed_resource_warnings",),
         ),
     ],
-    # The networking parts of EventLoopTestsMixin (issue 3, conformance).
-    "test_events": [
-        XFail(
-            "not-yet",
-            "not yet (lead): A cloop bug in the pipe transports' repr "
-            "(loop/_pipe.py): after loop.close() a pipe transport still "
-            "open is shown as 'polling' (read) or 'idle' (write), where "
-            "asyncio's, whose closed loop has no selector, says 'open', "
-            "which the test asserts.",
-            ("CloopEventLoopTests.test_unclosed_pipe_transport",),
-        ),
-    ],
 }
 
 

@@ -546,17 +546,7 @@ def build_loop_classes(module: Any, selection: Selection,
 # so they are left out, in cloop mode only, until the bug is fixed; each
 # reason names the bug and the xfail test in cloop's suite that pins it.
 # module: {test id: reason}
-HANGS_ON_CLOOP: dict[str, dict[str, str]] = {
-    "test_ssl": {
-        "TestSSL.test_remote_shutdown_receives_trailing_data": (
-            "hangs: cloop bug in csrc/stream.c (write coalescing): a write "
-            "made from resume_writing() after close() is dropped, so "
-            "SSLProtocol's flushed backlog and close_notify never reach "
-            "the peer, which waits for them forever.  Pinned by "
-            "tests/test_tls.py::test_write_from_resume_writing_after_close."
-        ),
-    },
-}
+HANGS_ON_CLOOP: dict[str, dict[str, str]] = {}
 
 
 BUILDERS = {

@@ -90,6 +90,18 @@ EXPECTED_FAILURES: dict[str, list[XFail]] = {
             ("StreamTests.test_unclosed_resource_warnings",),
         ),
     ],
+    # The networking parts of EventLoopTestsMixin (issue 3, conformance).
+    "test_events": [
+        XFail(
+            "internals",
+            "The test's assertions pass; its clean-up then assigns None to "
+            "the pipe transports' private _pipe attribute (a plain "
+            "attribute in asyncio), which cloop's C pipe transport exposes "
+            "as a read-only property (loop/_pipe.py), so the assignment "
+            "raises AttributeError.",
+            ("CloopEventLoopTests.test_unclosed_pipe_transport",),
+        ),
+    ],
 }
 
 

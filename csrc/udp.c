@@ -388,9 +388,15 @@ parse_numeric_addr(int family, PyObject *addr, struct sockaddr_storage *ss)
     if ((family == AF_INET && n != 2) || n > 4) {
         return 0;
     }
-    const char *host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(addr, 0));
+    Py_ssize_t hostlen;
+    const char *host = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(addr, 0),
+                                               &hostlen);
     if (host == NULL) {
         return -1;
+    }
+    /* An embedded NUL would cut the host short; the slow path raises. */
+    if ((size_t)hostlen != strlen(host)) {
+        return 0;
     }
     long port = PyLong_AsLong(PyTuple_GET_ITEM(addr, 1));
     if (port == -1 && PyErr_Occurred()) {
@@ -417,13 +423,20 @@ parse_numeric_addr(int family, PyObject *addr, struct sockaddr_storage *ss)
         if (!PyLong_Check(item)) {
             return 0;
         }
-        unsigned long v = PyLong_AsUnsignedLong(item);
-        if (v == (unsigned long)-1 && PyErr_Occurred()) {
+        /* The socket module takes both as C unsigned ints without
+         * overflow checks (PyArg "I"), then limits flowinfo to 20 bits;
+         * an out-of-range flowinfo takes the slow path, which raises
+         * socket.sendto()'s OverflowError. */
+        uint32_t v = (uint32_t)PyLong_AsUnsignedLongMask(item);
+        if (PyErr_Occurred()) {
             PyErr_Clear();
             return 0;
         }
         if (i == 2) {
-            a->sin6_flowinfo = htonl((uint32_t)v);
+            if (v > 0xfffff) {
+                return 0;
+            }
+            a->sin6_flowinfo = htonl(v);
         }
         else {
             a->sin6_scope_id = (uint32_t)v;

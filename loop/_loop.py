@@ -26,6 +26,7 @@ from ._pipe import PipeMixin
 from ._stream import StreamMixin
 from ._udp import DatagramMixin
 from ._sock import SockMixin
+from ._tls import TLSMixin
 
 __all__ = ["Loop"]
 
@@ -38,6 +39,7 @@ class Loop(  # type: ignore[misc]
     PipeMixin,
     DatagramMixin,
     SockMixin,
+    TLSMixin,
     DNSMixin,
     base_events.BaseEventLoop,
 ):

@@ -7,13 +7,21 @@ whether by result, exception or cancellation, unless another registration
 has replaced it meanwhile (its handle is then cancelled): the semantics of
 asyncio's selector loop, which is the oracle for every message and
 exception type here.
+
+sock_sendfile() itself is BaseEventLoop's (argument checks, and the
+fallback to reading the file and sock_sendall() when the native path
+raises SendfileNotAvailableError); the native path here is os.sendfile()
+from the file straight into the socket, as asyncio's Unix loop does.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
+import io
+import os
 import socket
-from asyncio import base_events, futures
+from asyncio import base_events, exceptions, futures
 from typing import Any
 
 _RETRY = (BlockingIOError, InterruptedError)
@@ -26,6 +34,7 @@ class SockMixin:
     _debug: bool
     _add_reader: Any
     _add_writer: Any
+    _ensure_fd_no_transport: Any
     remove_reader: Any
     remove_writer: Any
     create_future: Any
@@ -39,6 +48,9 @@ class SockMixin:
     def _cl_wait_readable(self, sock: socket.socket, fut: futures.Future,
                           callback: Any, *args: Any) -> None:
         fd = sock.fileno()
+        # As asyncio, only an operation that has to wait checks that no
+        # transport owns the socket (RuntimeError).
+        self._ensure_fd_no_transport(fd)
         handle = self._add_reader(fd, callback, fut, *args)
         fut.add_done_callback(
             functools.partial(self._cl_read_done, fd, handle))
@@ -46,6 +58,7 @@ class SockMixin:
     def _cl_wait_writable(self, sock: socket.socket, fut: futures.Future,
                           callback: Any, *args: Any) -> None:
         fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
         handle = self._add_writer(fd, callback, fut, *args)
         fut.add_done_callback(
             functools.partial(self._cl_write_done, fd, handle))
@@ -62,12 +75,15 @@ class SockMixin:
     # --- receiving --------------------------------------------------
 
     @staticmethod
-    def _cl_retry(fut: futures.Future, op: Any, *args: Any) -> None:
-        """Reader/writer callback: run op(*args) into fut, or wait again."""
+    def _cl_retry(fut: futures.Future, sock: socket.socket, op: str,
+                  *args: Any) -> None:
+        """Reader/writer callback: run sock.<op>(*args) into fut, or wait
+        again.  The method is looked up on each try, as asyncio does (a
+        test may swap it on a mock socket meanwhile)."""
         if fut.done():
             return
         try:
-            result = op(*args)
+            result = getattr(sock, op)(*args)
         except _RETRY:
             return
         except (SystemExit, KeyboardInterrupt):
@@ -77,29 +93,29 @@ class SockMixin:
         else:
             fut.set_result(result)
 
-    async def _cl_read_op(self, sock: socket.socket, op: Any,
+    async def _cl_read_op(self, sock: socket.socket, op: str,
                           *args: Any) -> Any:
         self._cl_check_sock(sock)
         try:
-            return op(*args)
+            return getattr(sock, op)(*args)
         except _RETRY:
             pass
         fut = self.create_future()
-        self._cl_wait_readable(sock, fut, self._cl_retry, op, *args)
+        self._cl_wait_readable(sock, fut, self._cl_retry, sock, op, *args)
         return await fut
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         """Receive up to n bytes from sock."""
-        return await self._cl_read_op(sock, sock.recv, n)
+        return await self._cl_read_op(sock, "recv", n)
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         """Receive into buf; return the number of bytes written."""
-        return await self._cl_read_op(sock, sock.recv_into, buf)
+        return await self._cl_read_op(sock, "recv_into", buf)
 
     async def sock_recvfrom(self, sock: socket.socket,
                             bufsize: int) -> tuple[bytes, Any]:
         """Receive a datagram: (data, address)."""
-        return await self._cl_read_op(sock, sock.recvfrom, bufsize)
+        return await self._cl_read_op(sock, "recvfrom", bufsize)
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: Any,
                                  nbytes: int = 0) -> tuple[int, Any]:
@@ -107,7 +123,8 @@ class SockMixin:
         self._cl_check_sock(sock)
         if not nbytes:
             nbytes = len(buf)
-        return await self._cl_read_op(sock, sock.recvfrom_into, buf, nbytes)
+        return await self._cl_read_op(sock, "recvfrom_into", buf,
+                                     nbytes)
 
     # --- sending ----------------------------------------------------
 
@@ -153,8 +170,8 @@ class SockMixin:
         except _RETRY:
             pass
         fut = self.create_future()
-        self._cl_wait_writable(sock, fut, self._cl_retry, sock.sendto, data,
-                               0, address)
+        self._cl_wait_writable(sock, fut, self._cl_retry, sock, "sendto",
+                               data, 0, address)
         return await fut
 
     # --- connecting and accepting -----------------------------------
@@ -237,3 +254,118 @@ class SockMixin:
     def _cl_accept_ready(self, fut: futures.Future,
                          sock: socket.socket) -> None:
         self._cl_accept(fut, sock, True)
+
+    # --- sendfile ---------------------------------------------------
+
+    async def _sock_sendfile_native(self, sock: socket.socket, file: Any,
+                                    offset: int, count: int | None) -> int:
+        """Zero-copy sock_sendfile(): os.sendfile() until count bytes (or
+        the whole file) went, waiting for the socket to be writable
+        between calls.  SendfileNotAvailableError (before any byte was
+        sent) makes BaseEventLoop fall back to plain sends."""
+        if not hasattr(os, "sendfile"):
+            raise exceptions.SendfileNotAvailableError(
+                "os.sendfile() is not available")
+        try:
+            fileno = file.fileno()
+        except (AttributeError, io.UnsupportedOperation):
+            raise exceptions.SendfileNotAvailableError("not a regular file")
+        try:
+            fsize = os.fstat(fileno).st_size
+        except OSError:
+            raise exceptions.SendfileNotAvailableError("not a regular file")
+        blocksize = count if count else fsize
+        if not blocksize:
+            return 0  # an empty file
+        state = _Sendfile(sock, fileno, offset, count, blocksize)
+        fut = self.create_future()
+        # As in asyncio, a cancelled send leaves the file position where
+        # it was, whatever was sent.
+        self._cl_sendfile_step(fut, state, False)
+        try:
+            return await fut  # type: ignore[no-any-return]
+        finally:
+            fut = None  # the exception's traceback would keep it alive
+
+    def _cl_sendfile_step(self, fut: futures.Future, st: _Sendfile,
+                          from_writer: bool) -> None:
+        """One os.sendfile() call; on the first wait, register a writer
+        that calls this again until fut is done."""
+        if fut.done():
+            return
+        if st.count:
+            st.blocksize = st.count - st.total_sent
+            if st.blocksize <= 0:
+                st.finish(fut, st.total_sent)
+                return
+        try:
+            sent = os.sendfile(st.sock.fileno(), st.fileno, st.offset,
+                               st.blocksize)
+        except _RETRY:
+            sent = -1
+        except OSError as exc:
+            if (from_writer and exc.errno == errno.ENOTCONN
+                    and type(exc) is not ConnectionError):
+                # The peer went away mid-transfer: one exception type on
+                # every POSIX system, as asyncio says.
+                new_exc = ConnectionError(
+                    "socket is not connected", errno.ENOTCONN)
+                new_exc.__cause__ = exc
+                exc = new_exc
+            if st.total_sent == 0:
+                # Not a file os.sendfile() can read (or a socket it cannot
+                # write): plain sends may still work.
+                st.finish(fut, exc=exceptions.SendfileNotAvailableError(
+                    "os.sendfile call failed"))
+            else:
+                st.finish(fut, exc=exc)
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            st.finish(fut, exc=exc)
+            return
+        if sent == 0:
+            st.finish(fut, st.total_sent)  # end of file
+            return
+        if sent > 0:
+            st.offset += sent
+            st.total_sent += sent
+        # As asyncio, wait for writability before each next call, so that
+        # one big file does not keep the loop from other work.
+        if not st.waiting:
+            st.waiting = True
+            self._cl_wait_writable(st.sock, fut, self._cl_sendfile_ready, st)
+
+    def _cl_sendfile_ready(self, fut: futures.Future, st: _Sendfile) -> None:
+        self._cl_sendfile_step(fut, st, True)
+
+
+class _Sendfile:
+    """Where one native sock_sendfile() stands."""
+
+    __slots__ = ("sock", "fileno", "offset", "count", "blocksize",
+                 "total_sent", "waiting")
+
+    def __init__(self, sock: socket.socket, fileno: int, offset: int,
+                 count: int | None, blocksize: int) -> None:
+        self.sock = sock
+        self.fileno = fileno
+        self.offset = offset
+        self.count = count
+        self.blocksize = blocksize
+        self.total_sent = 0
+        self.waiting = False
+
+    def update_filepos(self) -> None:
+        """Leave the file position after the bytes sent, as a read would."""
+        if self.total_sent > 0:
+            os.lseek(self.fileno, self.offset, os.SEEK_SET)
+
+    def finish(self, fut: futures.Future, result: Any = None,
+               exc: BaseException | None = None) -> None:
+        self.update_filepos()
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)

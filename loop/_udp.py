@@ -18,6 +18,7 @@ calls ``_make_datagram_transport()``, defined here.
 
 from __future__ import annotations
 
+import operator
 import socket
 import weakref
 from asyncio import futures, selector_events, transports
@@ -26,6 +27,8 @@ from typing import Any
 from . import _cloop
 
 _INET_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+# The range of a C int (the socket module parses ports with PyArg "i").
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 
 if issubclass(selector_events._SelectorDatagramTransport,
               transports.DatagramTransport):
@@ -51,32 +54,65 @@ class _UnixDatagramTransport(*_UnixBases):  # type: ignore[misc]
 
 def _cl_resolve_addr(family: int, addr: Any) -> tuple:
     """A numeric address tuple for what ``socket.sendto()`` would accept
-    (host names are resolved); raises as ``socket.sendto()`` does.  Called
-    by the C transport for anything but a numeric tuple."""
-    name = "AF_INET" if family == socket.AF_INET else "AF_INET6"
+    (host names are resolved); raises what ``socket.sendto()`` raises,
+    message included.  Called by the C transport for anything but a
+    numeric tuple.
+
+    The checks follow the socket module's getsockaddrarg() in its order:
+    the tuple's shape and types, then the host's resolution, then the port
+    and flowinfo ranges.  flowinfo and scope_id are C unsigned ints taken
+    without overflow checks (PyArg "I"), and scope_id replaces any scope
+    the host names.
+    """
+    if family == socket.AF_INET:
+        name, shape = "AF_INET", "a pair (host, port)"
+        sizes: tuple[int, ...] = (2,)
+    else:
+        name = "AF_INET6"
+        shape = "a tuple (host, port[, flowinfo[, scopeid]])"
+        sizes = (2, 3, 4)
     if not isinstance(addr, tuple):
-        raise TypeError(
-            f"{name} address must be tuple, not {type(addr).__name__}")
-    if len(addr) < 2 or (family == socket.AF_INET and len(addr) != 2) \
-            or len(addr) > 4:
-        raise TypeError(
-            f"{name} address must be a pair (host, port)"
-            if family == socket.AF_INET else
-            f"{name} address must be a tuple (host, port[, flowinfo[, "
-            f"scopeid]])")
-    host, port = addr[0], addr[1]
-    if not isinstance(port, int):
-        raise TypeError(f"'{type(port).__name__}' object cannot be "
-                        f"interpreted as an integer")
-    if not 0 <= port <= 65535:
-        raise OverflowError(f"{name.lower()[3:]}: port must be 0-65535.")
-    infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
-    sockaddr = infos[0][4]
-    if family == socket.AF_INET6 and len(addr) > 2:
-        rest = list(sockaddr)
-        rest[2:2 + len(addr) - 2] = addr[2:]
-        sockaddr = tuple(rest)
-    return sockaddr
+        raise TypeError(f"sendto(): {name} address must be tuple, not "
+                        f"{type(addr).__name__}")
+    if len(addr) not in sizes:
+        raise TypeError(f"{name} address must be {shape}")
+    host = addr[0]
+    if isinstance(host, (bytes, bytearray)):
+        host = bytes(host).decode("ascii")
+    elif not isinstance(host, str):
+        raise TypeError(f"str, bytes or bytearray expected, not "
+                        f"{type(host).__name__}")
+    if "\0" in host:
+        raise TypeError("host name must not contain null character")
+    try:
+        port = operator.index(addr[1])
+        if not _INT_MIN <= port <= _INT_MAX:
+            raise OverflowError
+    except OverflowError:
+        raise OverflowError("sendto(): port must be 0-65535.") from None
+    extra = [operator.index(x) & 0xFFFFFFFF for x in addr[2:]]
+    ip = _resolve_host(family, host)
+    if not 0 <= port <= 0xFFFF:
+        raise OverflowError("sendto(): port must be 0-65535.")
+    if family == socket.AF_INET:
+        return (ip, port)
+    flowinfo, scope_id = (extra + [0, 0])[:2]
+    if flowinfo > 0xFFFFF:
+        raise OverflowError("sendto(): flowinfo must be 0-1048575.")
+    return (ip, port, flowinfo, scope_id)
+
+
+def _resolve_host(family: int, host: str) -> str:
+    """The numeric address socket.sendto() would send to for host."""
+    if host == "":
+        return "0.0.0.0" if family == socket.AF_INET else "::"
+    if host == "<broadcast>":
+        if family != socket.AF_INET:
+            raise OSError("address family mismatched")
+        return "255.255.255.255"
+    infos = socket.getaddrinfo(host, None, family, socket.SOCK_DGRAM)
+    # The scope comes from the address tuple, never from the host.
+    return str(infos[0][4][0]).partition("%")[0]
 
 
 class DatagramMixin:

@@ -381,3 +381,199 @@ def test_concurrent_reader_replaced(loop, pair):
         return r2
 
     assert loop.run_until_complete(main()) == b"x"
+
+
+# --- sock_sendfile: the native (os.sendfile) path -----------------------
+
+
+@pytest.fixture
+def data_file():
+    data = os.urandom(600_000)
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.seek(0)
+        yield f, data
+
+
+def _drain(loop, sock, want, received):
+    async def reader():
+        while len(received) < want:
+            chunk = await loop.sock_recv(sock, 65536)
+            if not chunk:
+                break
+            received.extend(chunk)
+    return asyncio.ensure_future(reader())
+
+
+@pytest.mark.parametrize("offset,count", [(0, None), (1000, 300_000),
+                                          (599_990, None), (10, 5)])
+def test_sock_sendfile_native(loop, pair, data_file, monkeypatch, offset,
+                              count):
+    a, b = pair
+    f, data = data_file
+    expected = data[offset:offset + count if count else None]
+    calls = []
+    real_sendfile = os.sendfile
+
+    def counting_sendfile(*args):
+        calls.append(args[1:])
+        return real_sendfile(*args)
+
+    monkeypatch.setattr(os, "sendfile", counting_sendfile)
+    received = bytearray()
+
+    async def main():
+        rt = _drain(loop, b, len(expected), received)
+        sent = await loop.sock_sendfile(a, f, offset, count, fallback=False)
+        await rt
+        return sent
+
+    assert loop.run_until_complete(main()) == len(expected)
+    assert received == expected
+    # Zero-copy, from the file's descriptor, on both loops; the file
+    # position ends after the bytes sent.
+    assert calls and all(c[0] == f.fileno() for c in calls)
+    assert f.tell() == offset + len(expected)
+    assert not registered(loop, a.fileno())
+
+
+def test_sock_sendfile_empty_file(loop, pair):
+    a, b = pair
+    with tempfile.TemporaryFile() as f:
+        assert loop.run_until_complete(
+            loop.sock_sendfile(a, f, fallback=False)) == 0
+
+
+def test_sock_sendfile_not_a_regular_file(loop, pair):
+    """A file without a descriptor: SendfileNotAvailableError without
+    fallback, plain sends with it."""
+    import io
+    a, b = pair
+    f = io.BytesIO(b"in memory")
+    with pytest.raises(asyncio.SendfileNotAvailableError,
+                       match="not a regular file"):
+        loop.run_until_complete(loop.sock_sendfile(a, f, fallback=False))
+    assert loop.run_until_complete(loop.sock_sendfile(a, f)) == 9
+    assert b.recv(100) == b"in memory"
+
+
+def test_sock_sendfile_os_error_before_first_byte(loop, pair):
+    """os.sendfile() failing at once (a file it cannot read) is
+    SendfileNotAvailableError, so that the fallback can take over."""
+    a, b = pair
+    r, w = os.pipe()
+    try:
+        with open(r, "rb", closefd=False) as f:
+            with pytest.raises(asyncio.SendfileNotAvailableError):
+                loop.run_until_complete(
+                    loop.sock_sendfile(a, f, 0, 10, fallback=False))
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_sock_sendfile_peer_closed(loop, data_file):
+    f, data = data_file
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    big = data * 10
+    with tempfile.TemporaryFile() as g, a:
+        g.write(big)
+        g.flush()
+        g.seek(0)
+
+        async def main():
+            loop.call_later(0.01, b.close)
+            await loop.sock_sendfile(a, g, fallback=False)
+
+        with pytest.raises(ConnectionError):
+            loop.run_until_complete(main())
+        assert not registered(loop, a.fileno())
+        # Whatever was sent before the error moved the file position.
+        assert 0 < g.tell() < len(big)
+
+
+def test_sock_sendfile_cancelled(loop, pair, data_file):
+    a, b = pair
+    f, data = data_file
+
+    async def main():
+        task = asyncio.ensure_future(
+            loop.sock_sendfile(a, f, fallback=False))
+        # Nobody reads b: the send fills the socket buffers and waits.
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    loop.run_until_complete(main())
+    assert not registered(loop, a.fileno())
+    # asyncio leaves the file position alone on cancellation, whatever
+    # went out; what went out is a prefix of the file.
+    assert f.tell() == 0
+    received = bytearray()
+    while True:
+        try:
+            chunk = b.recv(65536)
+        except BlockingIOError:
+            break
+        received += chunk
+    assert 0 < len(received) < len(data)
+    assert received == data[:len(received)]
+
+
+def test_retry_looks_the_method_up_again(loop, pair):
+    """A waiting sock_recv()/sock_sendto() calls sock.<method> afresh on
+    each try, as asyncio does (CPython's test_sock_lowlevel swaps the
+    method of a mock socket while it waits)."""
+    from unittest import mock
+
+    a, b = pair
+    fake = mock.Mock()
+    fake.fileno = a.fileno
+    fake.gettimeout.return_value = 0  # debug mode (-X dev) checks it
+    fake.recv = mock.Mock(side_effect=BlockingIOError)
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv(fake, 10))
+        await asyncio.sleep(0)
+        fake.recv = a.recv
+        b.send(b"fresh")
+        return await asyncio.wait_for(task, 5)
+
+    assert loop.run_until_complete(main()) == b"fresh"
+    assert not registered(loop, a.fileno())
+
+
+@pytest.mark.parametrize("op", ["recv", "recv_into", "recvfrom",
+                                "sendall"])
+def test_socket_a_transport_owns(loop, op):
+    """An operation that has to wait on a socket a transport owns raises
+    RuntimeError, as asyncio's selector loop does; one that completes at
+    once does not check."""
+    a, b = socket.socketpair()
+    b.setblocking(False)
+
+    async def main():
+        tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        try:
+            if op == "sendall":
+                # Completes at once: no check.
+                await loop.sock_sendall(a, b"x")
+                return
+            with pytest.raises(RuntimeError, match="is used by transport"):
+                if op == "recv":
+                    await loop.sock_recv(a, 1)
+                elif op == "recv_into":
+                    await loop.sock_recv_into(a, bytearray(1))
+                else:
+                    await loop.sock_recvfrom(a, 1)
+        finally:
+            tr.close()
+            await asyncio.sleep(0)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        b.close()

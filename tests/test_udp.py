@@ -641,3 +641,131 @@ def test_callbacks_after_ready_handles(loop):
         await cp.lost
 
     loop.run_until_complete(main())
+
+
+def _socket_error(family, addr):
+    """What socket.sendto() raises for addr: the message asyncio reports."""
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.sendto(b"", addr)
+        except (TypeError, OverflowError, ValueError) as exc:
+            return type(exc), str(exc)
+    raise AssertionError(f"{addr!r} is a valid address")
+
+
+@pytest.mark.parametrize("family,addr", [
+    (socket.AF_INET, None),
+    (socket.AF_INET, "127.0.0.1"),
+    (socket.AF_INET, ("127.0.0.1",)),
+    (socket.AF_INET, ("127.0.0.1", 1, 2)),
+    (socket.AF_INET, ("127.0.0.1", "x")),
+    (socket.AF_INET, ("127.0.0.1", 70000)),
+    (socket.AF_INET, ("127.0.0.1", -1)),
+    (socket.AF_INET, (1, 1)),
+    (socket.AF_INET6, None),
+    (socket.AF_INET6, ("::1",)),
+    (socket.AF_INET6, ("::1", 1, 2, 3, 4)),
+    (socket.AF_INET6, ("::1", 70000)),
+    (socket.AF_INET6, ("::1", 1, 1 << 21)),
+    (socket.AF_INET6, ("::1", 1, -1)),
+    (socket.AF_INET6, ("::1", 1, 1.5)),
+    (socket.AF_INET6, ("::1", "1")),
+    (socket.AF_INET, ("127.0.0.1", 1 << 40)),
+    (socket.AF_INET, ("localhost", -1)),
+    (socket.AF_INET, ("localhost", 70000)),
+    (socket.AF_INET, ("127.0.0.1\0", 1)),
+    (socket.AF_INET, ("127.0.0.1", 1.5)),
+    (socket.AF_INET, (None, 1)),
+])
+def test_sendto_bad_address_message(loop, family, addr):
+    """The fatal error is the exception socket.sendto() raises, message
+    included."""
+    if family == socket.AF_INET6 and not HAS_IPV6:
+        pytest.skip("no IPv6")
+    expected = _socket_error(family, addr)
+    host = "127.0.0.1" if family == socket.AF_INET else "::1"
+    loop.set_exception_handler(lambda lp, ctx: None)
+
+    async def main():
+        t, p = await loop.create_datagram_endpoint(
+            lambda: Proto(loop), local_addr=(host, 0))
+        t.sendto(b"x", addr)
+        try:
+            return await asyncio.wait_for(p.lost, 5)
+        finally:
+            t.close()
+
+    exc = loop.run_until_complete(main())
+    assert (type(exc), str(exc)) == expected
+
+
+@pytest.mark.parametrize("family,addr", [
+    (socket.AF_INET, ("no.such.host.invalid", 70000)),
+    (socket.AF_INET, ("::1", 9)),
+    (socket.AF_INET6, ("127.0.0.1", 9)),
+    (socket.AF_INET6, ("<broadcast>", 9)),
+])
+def test_sendto_unresolvable_address(loop, family, addr):
+    """An address socket.sendto() cannot resolve is an OSError, which
+    asyncio passes to error_received(), the transport staying open."""
+    if family == socket.AF_INET6 and not HAS_IPV6:
+        pytest.skip("no IPv6")
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        with pytest.raises(OSError) as info:
+            s.sendto(b"", addr)
+    expected = info.value
+    host = "127.0.0.1" if family == socket.AF_INET else "::1"
+
+    async def main():
+        t, p = await loop.create_datagram_endpoint(
+            lambda: Proto(loop), local_addr=(host, 0))
+        t.sendto(b"x", addr)
+        await wait_for(lambda: p.errors)
+        assert not t.is_closing()
+        t.close()
+        await p.lost
+        return p.errors
+
+    errors = loop.run_until_complete(main())
+    assert [(type(e), e.args) for e in errors] == [
+        (type(expected), expected.args)]
+
+
+@pytest.mark.parametrize("family,addr", [
+    (socket.AF_INET, ("", None)),
+    (socket.AF_INET, (b"127.0.0.1", None)),
+    (socket.AF_INET, (bytearray(b"localhost"), None)),
+    (socket.AF_INET, ("127.0.0.1", True)),
+    (socket.AF_INET6, ("::1", None, (1 << 32) + 5)),
+    (socket.AF_INET6, ("::1", None, 0, 0)),
+    (socket.AF_INET6, ("", None)),
+])
+def test_sendto_unusual_valid_address(loop, family, addr):
+    """Addresses socket.sendto() accepts in unusual forms: an empty host
+    (the wildcard address), bytes, a bool port, a flowinfo that wraps."""
+    if family == socket.AF_INET6 and not HAS_IPV6:
+        pytest.skip("no IPv6")
+    host = "127.0.0.1" if family == socket.AF_INET else "::1"
+
+    async def main():
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: Proto(loop), local_addr=(host, 0))
+        port = st.get_extra_info("sockname")[1]
+        if addr[1] is True:
+            # A bool port is port 1: only check that it is accepted.
+            target = addr
+        else:
+            target = (addr[0], port) + addr[2:]
+        ct, cp = await loop.create_datagram_endpoint(
+            lambda: Proto(loop), local_addr=(host, 0))
+        ct.sendto(b"odd", target)
+        if addr[1] is not True:
+            await wait_for(lambda: sp.got)
+            assert sp.got[0][0] == b"odd"
+        assert not ct.is_closing()
+        st.close()
+        ct.close()
+        await sp.lost
+        await cp.lost
+
+    loop.run_until_complete(main())

@@ -24,9 +24,13 @@ What it changes, in cloop mode (the default):
   one of the ``adapt_*`` functions below); tests that need asyncio's
   virtual-time ``TestLoop`` (``new_test_loop(gen)``) keep it.
 * ``test_events`` and ``test_base_events`` are mostly about other loops
-  (selector loops, mocked ``BaseEventLoop``s) and networking; the parts
-  that apply to cloop are selected by ``build_test_events`` and
+  (selector loops, mocked ``BaseEventLoop``s); the parts that apply to
+  cloop are selected by ``build_test_events`` and
   ``build_test_base_events``, which document the choice.
+* The networking modules that run one mixin on each of CPython's loops
+  (``test_server``, ``test_sslproto``, ``test_sock_lowlevel``,
+  ``test_sendfile``, ``test_buffered_proto``) run it once, on cloop
+  (``LOOP_CLASSES`` and ``build_loop_classes``).
 
 ``--stock`` runs the same selection on stock asyncio without any of the
 above, as an oracle when triaging a failure.
@@ -86,9 +90,9 @@ EVENTS_SELECTED = frozenset({
     "test_signal_handling_args",
 })
 
-# File descriptors, sockets, pipes, ptys, servers, TLS: the networking
-# issue adds these.
-EVENTS_DEFERRED_IO = frozenset({
+# File descriptors, sockets, pipes, ptys, servers, TLS (issue 3): run too,
+# with the networking-specific expected failures in expected_failures.py.
+EVENTS_SELECTED_IO = frozenset({
     "test_reader_callback",
     "test_writer_callback",
     "test_add_fds_after_closing",
@@ -146,10 +150,28 @@ EVENTS_NOT_APPLICABLE = {
     ),
 }
 
-# Tests of test_events outside the mixin that need I/O.
-EVENTS_DEFERRED_OTHER = {
-    "TestServer.test_get_loop": "needs create_server() (networking)",
+# Tests of the mixin that would fail only now and then on cloop (so they
+# cannot be expected failures), and why; each names the deterministic
+# test of the cause in cloop's own suite.
+EVENTS_RACY = {
+    "test_create_ssl_unix_connection": (
+        "racy on cloop (about 1 run in 4): the test server answers and "
+        "closes at once, and the test reads get_extra_info('sockname') "
+        "after run_until_complete(); cloop's C stream transport calls "
+        "data_received() ahead of the callbacks already queued, so "
+        "SSLProtocol's call_soon(transport.close) for the close_notify "
+        "runs before the loop stops and sockname is None.  Cause: "
+        "tests/test_tls.py::test_data_received_runs_in_the_callback_pass "
+        "(xfail, csrc/stream.c)."
+    ),
+    "test_create_ssl_connection": (
+        "the same race as test_create_ssl_unix_connection, over TCP "
+        "(rarer; see that entry)."
+    ),
 }
+
+# Tests of test_events outside the mixin that are not run, and why.
+EVENTS_DEFERRED_OTHER: dict[str, str] = {}
 
 # Classes of test_events that run on a loop cloop replaces: CPython's
 # selector and proactor loops (EventLoopTestsMixin runs on cloop instead,
@@ -163,9 +185,13 @@ EVENTS_STOCK_LOOP_CLASSES = frozenset({
     "ProactorEventLoopTests",
 })
 
-assert not (EVENTS_SELECTED & EVENTS_DEFERRED_IO
-            or EVENTS_SELECTED & set(EVENTS_NOT_APPLICABLE)
-            or EVENTS_DEFERRED_IO & set(EVENTS_NOT_APPLICABLE))
+# Nothing of the mixin is deferred any more; the set stays so that a
+# later issue can park tests here.
+EVENTS_DEFERRED_IO: frozenset[str] = frozenset()
+
+assert not (EVENTS_SELECTED & EVENTS_SELECTED_IO
+            or (EVENTS_SELECTED | EVENTS_SELECTED_IO)
+            & set(EVENTS_NOT_APPLICABLE))
 
 # --- test_base_events selection ------------------------------------------
 #
@@ -378,7 +404,9 @@ def build_test_events(module: Any, selection: Selection,
 
     mixin = module.EventLoopTestsMixin
     names = sorted(n for n in dir(mixin) if n.startswith("test_"))
-    known = EVENTS_SELECTED | EVENTS_DEFERRED_IO | set(EVENTS_NOT_APPLICABLE)
+    selected = (EVENTS_SELECTED | EVENTS_SELECTED_IO) - set(EVENTS_RACY)
+    known = (selected | set(EVENTS_RACY) | EVENTS_DEFERRED_IO
+             | set(EVENTS_NOT_APPLICABLE))
     selection.unclassified = [n for n in names if n not in known]
     loader = unittest.defaultTestLoader
     suite = unittest.TestSuite()
@@ -397,13 +425,17 @@ def build_test_events(module: Any, selection: Selection,
         "__module__": module.__name__,
     })
     for name in names:
-        if name in EVENTS_SELECTED:
+        if name in selected:
             suite.addTest(cls(name))
         elif name in EVENTS_DEFERRED_IO:
             selection.excluded[f"{cls_name}.{name}"] = "needs I/O (deferred)"
         elif name in EVENTS_NOT_APPLICABLE:
             selection.excluded[f"{cls_name}.{name}"] = (
                 EVENTS_NOT_APPLICABLE[name])
+        elif name in EVENTS_RACY and cloop is not None:
+            selection.excluded[f"{cls_name}.{name}"] = EVENTS_RACY[name]
+        elif name in EVENTS_RACY:
+            suite.addTest(cls(name))
 
     for test in _iter_tests(loader.loadTestsFromModule(module)):
         cls_of = type(test).__name__
@@ -453,9 +485,74 @@ def build_test_base_events(module: Any, selection: Selection,
     return suite
 
 
+# --- Modules whose test classes build a selector loop -------------------
+#
+# test_server, test_sslproto, test_sock_lowlevel, test_sendfile and
+# test_buffered_proto write their tests once, in a mixin, and run them in
+# one subclass per CPython loop (selector loops on each selector, the
+# proactor), each overriding one loop-making method.  Here one of those
+# subclasses (the Linux default, epoll) runs with the method returning a
+# cloop loop, renamed so its ids say so; the other subclasses would only
+# run the same tests again on CPython's loops and are left out.  A test
+# class that does not override the method (test_sslproto's
+# SslProtoHandshakeTests, which uses asyncio.new_event_loop()) runs as is,
+# on cloop through the policy.
+#
+# module: (class run on cloop, its loop-making method, the cloop class name)
+LOOP_CLASSES: dict[str, tuple[str, str, str]] = {
+    "test_server": (
+        "SelectorStartServerTests", "new_loop", "CloopStartServerTests"),
+    "test_sslproto": (
+        "SelectorStartTLSTests", "new_loop", "CloopStartTLSTests"),
+    "test_sock_lowlevel": (
+        "EPollEventLoopTests", "create_event_loop", "CloopSockTests"),
+    "test_sendfile": (
+        "EPollEventLoopTests", "create_event_loop", "CloopSendfileTests"),
+    "test_buffered_proto": (
+        "BufferedProtocolSelectorTests", "new_loop",
+        "CloopBufferedProtocolTests"),
+}
+
+
+def build_loop_classes(module: Any, selection: Selection,
+                       cloop: Any) -> unittest.TestSuite:
+    """The module's tests, with its chosen loop class run on cloop."""
+    chosen, method, cloop_name = LOOP_CLASSES[module.__name__.rpartition(
+        ".")[2]]
+    base = getattr(module, chosen)
+    attrs: dict[str, Any] = {"__module__": module.__name__}
+    if cloop is not None:
+        def new_loop(self: Any) -> Any:
+            return cloop.new_event_loop()
+        attrs[method] = new_loop
+    # Same class name in --stock mode, so that the ids can be compared.
+    cls = type(cloop_name, (base,), attrs)
+    loader = unittest.defaultTestLoader
+    suite = unittest.TestSuite()
+    for test in _iter_tests(loader.loadTestsFromModule(module)):
+        klass = type(test)
+        if klass is base:
+            suite.addTest(cls(test._testMethodName))
+        elif method in vars(klass):
+            selection.excluded[f"{klass.__name__}.*"] = (
+                f"the tests of {cloop_name} on one of CPython's loops")
+        else:
+            suite.addTest(test)
+    return suite
+
+
+# Tests that hang on cloop because of a known cloop bug: a hang cannot be
+# an expected failure (the per-test timeout ends the whole module's run),
+# so they are left out, in cloop mode only, until the bug is fixed; each
+# reason names the bug and the xfail test in cloop's suite that pins it.
+# module: {test id: reason}
+HANGS_ON_CLOOP: dict[str, dict[str, str]] = {}
+
+
 BUILDERS = {
     "test_events": build_test_events,
     "test_base_events": build_test_base_events,
+    **{name: build_loop_classes for name in LOOP_CLASSES},
 }
 
 
@@ -606,6 +703,16 @@ def main(argv: list[str]) -> int:
     selection = Selection()
     builder = BUILDERS.get(args.module, load_module_suite)
     suite = builder(module, selection, cloop)
+    hangs = HANGS_ON_CLOOP.get(args.module, {}) if cloop is not None else {}
+    if hangs:
+        kept = unittest.TestSuite()
+        for test in _iter_tests(suite):
+            tid = short_id(test, module_name)
+            if tid in hangs:
+                selection.excluded[tid] = hangs[tid]
+            else:
+                kept.addTest(test)
+        suite = kept
     if args.keyword:
         filtered = unittest.TestSuite()
         for test in _iter_tests(suite):

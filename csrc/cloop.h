@@ -39,6 +39,7 @@ typedef struct {
     PyTypeObject *TimerHandleType;
     PyTypeObject *StreamTransportType;  /* stream.c */
     PyTypeObject *UDPTransportType;     /* udp.c */
+    PyTypeObject *ProcessType;          /* process.c */
 
     /* Interned names used on the hot path and in hooks. */
     PyObject *str_context;
@@ -195,6 +196,10 @@ int cl_stream_init(PyObject *module, cl_state *st);
 
 /* udp.c: datagram transports over uv_udp_t. */
 int cl_udp_init(PyObject *module, cl_state *st);
+
+/* process.c: child processes over uv_process_t (uv_spawn). */
+extern PyMethodDef cl_process_methods[];
+int cl_process_init(PyObject *module, cl_state *st);
 
 /* errors.c */
 PyObject *cl_fetch_exc(void);

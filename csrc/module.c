@@ -111,6 +111,8 @@ module_exec(PyObject *module)
                  (PyObject *)st->HandleType) < 0 ||
         add_methods(st->LoopType, cl_poll_methods) < 0 ||
         add_methods(st->LoopType, cl_dns_methods) < 0 ||
+        add_methods(st->LoopType, cl_process_methods) < 0 ||
+        cl_process_init(module, st) < 0 ||
         cl_stream_init(module, st) < 0 || cl_udp_init(module, st) < 0) {
         return -1;
     }
@@ -155,6 +157,7 @@ module_exec(PyObject *module)
     X(TimerHandleType)                                                      \
     X(StreamTransportType)                                                  \
     X(UDPTransportType)                                                     \
+    X(ProcessType)                                                          \
     X(str_context)                                                          \
     X(str_loop)                                                             \
     X(str_check_thread)                                                     \

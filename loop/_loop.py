@@ -25,6 +25,7 @@ from ._dns import DNSMixin
 from ._stream import StreamMixin
 from ._udp import DatagramMixin
 from ._sock import SockMixin
+from ._subprocess import SubprocessMixin
 
 __all__ = ["Loop"]
 
@@ -37,6 +38,7 @@ class Loop(  # type: ignore[misc]
     DatagramMixin,
     SockMixin,
     DNSMixin,
+    SubprocessMixin,
     base_events.BaseEventLoop,
 ):
     """An asyncio event loop whose engine is C on libuv."""

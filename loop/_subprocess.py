@@ -92,6 +92,9 @@ class _UVPopen(subprocess.Popen):  # type: ignore[type-arg]
                  stderr: Any) -> None:
         self._cl_proc = cproc
         self._cl_returncode: int | None = None
+        # Set once the loop closed with the child running: a thread
+        # reaps it (see SubprocessMixin.close).
+        self._cl_orphaned = False
         self.args = args
         self.stdin = stdin
         self.stdout = stdout
@@ -166,9 +169,25 @@ class _UVPopen(subprocess.Popen):  # type: ignore[type-arg]
         if self.returncode is not None:
             return
         try:
-            self._cl_proc.kill(sig)
+            if self._cl_orphaned:
+                os.kill(self.pid, sig)
+            else:
+                self._cl_proc.kill(sig)
         except ProcessLookupError:
             pass
+
+    def _cl_orphan(self) -> None:
+        """The loop closes with the child running: a thread reaps it."""
+        if self._cl_proc._cl_orphan():
+            self._cl_orphaned = True
+            threading.Thread(target=self._cl_reap, daemon=True).start()
+
+    def _cl_reap(self) -> None:
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return
+        self._cl_returncode = os.waitstatus_to_exitcode(status)
 
 
 def _fileno(obj: Any) -> int:
@@ -332,7 +351,7 @@ class _SubprocessTransport(base_subprocess.BaseSubprocessTransport):
         try:
             self._proc = _uv_spawn(loop, args, shell, stdin, stdout, stderr,
                                    kwargs, on_exit)
-            loop._cl_children_map()[self._proc.pid] = self._proc._cl_proc
+            loop._cl_children_map()[self._proc.pid] = self._proc
         except _Fallback:
             self._proc = subprocess.Popen(
                 args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
@@ -394,13 +413,6 @@ class _PopenWatch:
             threading.Thread(target=self.proc.wait, daemon=True).start()
 
 
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
 class SubprocessMixin:
     """BaseEventLoop's subprocess hook: cloop spawns and reaps."""
 
@@ -452,7 +464,6 @@ class SubprocessMixin:
             for child in children.values():
                 if isinstance(child, _PopenWatch):
                     child.orphan()
-                elif child._cl_orphan():
-                    threading.Thread(target=_reap, args=(child.pid,),
-                                     daemon=True).start()
+                else:
+                    child._cl_orphan()
         super().close()  # type: ignore[misc]

@@ -40,7 +40,10 @@ __all__ = [
 ]
 
 # Modules (relative to this package) that define workloads, in table order.
-_MODULES = ("workloads",)
+_MODULES = (
+    "workloads",
+    "proc_workloads",
+)
 
 
 class CheckFailed(Exception):

@@ -49,6 +49,7 @@ MODULES = (
     "test_events",
     "test_base_events",
     "test_streams",  # stream transports (issue 3)
+    "test_subprocess",  # subprocesses (issue 4)
 )
 
 def _slowdown() -> float:

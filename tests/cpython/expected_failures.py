@@ -91,6 +91,30 @@ EXPECTED_FAILURES: dict[str, list[XFail]] = {
             ("StreamTests.test_unclosed_resource_warnings",),
         ),
     ],
+    # --- subprocess (issue 4, section 1): begin ---------------------------
+    "test_subprocess": [
+        XFail(
+            "internals",
+            "The test patches subprocess.Popen to make the spawn fail; "
+            "cloop spawns with uv_spawn and calls Popen only for the "
+            "options uv_spawn cannot express, so the patch never fires.  "
+            "The failure path it guards (pipes closed, no warning when the "
+            "spawn fails) is covered by tests/test_subprocess.py.",
+            (
+                "Subprocess*WatcherTests.test_popen_error",
+                "Subprocess*WatcherTests.test_popen_error_with_stdin_pipe",
+            ),
+        ),
+        XFail(
+            "internals",
+            "The test installs an inactive asyncio child watcher and "
+            "expects subprocess creation to fail; cloop reaps its children "
+            "itself and never consults asyncio's child watchers, by design.",
+            ("GenericWatcherTests."
+             "test_create_subprocess_fails_with_inactive_watcher",),
+        ),
+    ],
+    # --- subprocess (issue 4, section 1): end -----------------------------
 }
 
 

@@ -28,10 +28,17 @@
  *
  * Reaping:  libuv installs one SIGCHLD handler and waits for each of its
  * own pids with waitpid(pid, WNOHANG), so it never takes a child that
- * subprocess.Popen or os.fork() made elsewhere in the process.  The exit
- * callback records the return code (negative signal number for a signal,
- * as asyncio reports it), closes the handle, and queues on_exit(returncode)
- * on the ready queue.
+ * subprocess.Popen or os.fork() made elsewhere in the process.  But a
+ * SIGCHLD handler installed later from Python (signal.signal,
+ * add_signal_handler, asyncio's SafeChildWatcher) replaces libuv's, and
+ * the exits would go unseen.  So each child also gets a pidfd watched
+ * with a uv_poll_t (Linux 5.3+): whichever reports first, libuv's exit
+ * callback or the pidfd becoming readable (then waitpid(pid, WNOHANG)
+ * here), records the return code (negative signal number for a signal,
+ * as asyncio reports it), closes both handles (so libuv never waits for
+ * that pid again), and queues on_exit(returncode) on the ready queue.  A
+ * child someone else reaped first (waitpid(-1) in another watcher) is
+ * reported with 255, as asyncio's watchers do.
  *
  * Lifecycle:  the uv_process_t is allocated on its own.  A Process keeps
  * itself alive from a successful spawn until the handle's close callback,
@@ -47,6 +54,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/syscall.h>
@@ -56,10 +64,17 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
+/* A pidfd watched for the child's exit (see the file comment). */
+typedef struct {
+    uv_poll_t poll;            /* first: the loop's walk frees this block */
+    int fd;
+} cl_pidfd;
+
 typedef struct {
     PyObject_HEAD
     cl_loop *loop;             /* strong */
     uv_process_t *h;           /* NULL once closed or orphaned */
+    cl_pidfd *pidfd;           /* NULL if none, or once closed */
     PyObject *on_exit;         /* NULL once scheduled */
     long pid;
     long returncode;
@@ -185,13 +200,39 @@ close_handle(cl_process *self)
 }
 
 static void
-on_process_exit(uv_process_t *handle, int64_t exit_status, int term_signal)
+on_pidfd_close(uv_handle_t *handle)
 {
-    cl_process *self = handle->data;
+    cl_pidfd *p = (cl_pidfd *)handle;
+    close(p->fd);
+    PyMem_RawFree(p);
+}
+
+static void
+close_pidfd(cl_process *self)
+{
+    cl_pidfd *p = self->pidfd;
+    if (p == NULL) {
+        return;
+    }
+    self->pidfd = NULL;
+    if (self->loop->closed || self->loop->uvloop == NULL) {
+        return;
+    }
+    if (!uv_is_closing((uv_handle_t *)&p->poll)) {
+        uv_close((uv_handle_t *)&p->poll, on_pidfd_close);
+    }
+}
+
+/* The child is gone: record the code, stop watching, queue on_exit. */
+static void
+process_exited(cl_process *self, long returncode)
+{
     cl_loop *loop = self->loop;
-    cl_acquire(loop);
+    if (self->exited) {
+        return;
+    }
     self->exited = 1;
-    self->returncode = term_signal ? -(long)term_signal : (long)exit_status;
+    self->returncode = returncode;
     PyObject *on_exit = self->on_exit;
     self->on_exit = NULL;
     if (on_exit != NULL) {
@@ -204,8 +245,81 @@ on_process_exit(uv_process_t *handle, int64_t exit_status, int term_signal)
         Py_XDECREF(h);
         Py_DECREF(on_exit);
     }
-    /* The close callback drops the pin. */
+    close_pidfd(self);
+    /* The process handle's close callback drops the pin. */
     close_handle(self);
+}
+
+static void
+on_process_exit(uv_process_t *handle, int64_t exit_status, int term_signal)
+{
+    cl_process *self = handle->data;
+    cl_acquire(self->loop);
+    process_exited(self, term_signal ? -(long)term_signal
+                                     : (long)exit_status);
+}
+
+static void
+on_pidfd_readable(uv_poll_t *handle, int status, int Py_UNUSED(events))
+{
+    cl_process *self = handle->data;
+    cl_acquire(self->loop);
+    int wstatus;
+    pid_t r;
+    do {
+        r = waitpid((pid_t)self->pid, &wstatus, WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0 && status == 0) {
+        return;                 /* not an exit after all */
+    }
+    long rc = 255;              /* reaped by someone else */
+    if (r > 0) {
+        if (WIFSIGNALED(wstatus)) {
+            rc = -(long)WTERMSIG(wstatus);
+        }
+        else if (WIFEXITED(wstatus)) {
+            rc = WEXITSTATUS(wstatus);
+        }
+    }
+    else if (r == 0) {
+        /* The poll failed and the child still runs: libuv's SIGCHLD
+         * path is left to report it. */
+        close_pidfd(self);
+        return;
+    }
+    process_exited(self, rc);
+}
+
+/* Watch a pidfd for the child's exit; without pidfd support (or on any
+ * failure) only libuv's SIGCHLD path reports it. */
+static void
+watch_pidfd(cl_process *self)
+{
+#if defined(__linux__) && defined(SYS_pidfd_open)
+    int fd = (int)syscall(SYS_pidfd_open, (pid_t)self->pid, 0);
+    if (fd < 0) {
+        return;
+    }
+    cl_pidfd *p = PyMem_RawMalloc(sizeof(*p));
+    if (p == NULL) {
+        close(fd);
+        return;
+    }
+    p->fd = fd;
+    if (uv_poll_init(self->loop->uvloop, &p->poll, fd) < 0) {
+        PyMem_RawFree(p);
+        close(fd);
+        return;
+    }
+    p->poll.data = self;
+    if (uv_poll_start(&p->poll, UV_READABLE, on_pidfd_readable) < 0) {
+        uv_close((uv_handle_t *)&p->poll, on_pidfd_close);
+        return;
+    }
+    self->pidfd = p;
+#else
+    (void)self;
+#endif
 }
 
 /* NULL-terminated char * array over a list of bytes (borrowed buffers).
@@ -377,6 +491,7 @@ Loop_cl_spawn(cl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
     }
     self->loop = (cl_loop *)Py_NewRef(loop);
     self->h = NULL;
+    self->pidfd = NULL;
     self->on_exit = NULL;
     self->pid = 0;
     self->returncode = 0;
@@ -402,6 +517,7 @@ Loop_cl_spawn(cl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
     self->on_exit = Py_NewRef(on_exit);
     /* Pinned until the close callback. */
     Py_INCREF(self);
+    watch_pidfd(self);
     result = (PyObject *)self;
 
 done:
@@ -450,6 +566,7 @@ Process_orphan(cl_process *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_FALSE;
     }
     Py_CLEAR(self->on_exit);
+    close_pidfd(self);
     close_handle(self);
     Py_RETURN_TRUE;
 }

@@ -575,6 +575,27 @@ def test_foreign_children_not_stolen(loop):
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 11
 
 
+def test_sigchld_handler_does_not_hide_exits(loop):
+    # A SIGCHLD handler added after the spawn replaces libuv's; cloop also
+    # watches a pidfd, so the exit is still seen.
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            "sh", "-c", "read x; exit 4", stdin=PIPE, stdout=DEVNULL)
+        calls = []
+        loop.add_signal_handler(signal.SIGCHLD, calls.append, 1)
+        try:
+            proc.stdin.write(b"go\n")
+            rc = await proc.wait()
+            other = await asyncio.create_subprocess_exec(
+                "sh", "-c", "exit 6", stdin=DEVNULL, stdout=DEVNULL)
+            rc2 = await other.wait()
+        finally:
+            loop.remove_signal_handler(signal.SIGCHLD)
+        return rc, rc2
+
+    assert run(loop, main()) == (4, 6)
+
+
 # --- Popen options ----------------------------------------------------------
 
 

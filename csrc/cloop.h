@@ -38,6 +38,8 @@ typedef struct {
     PyTypeObject *HandleType;
     PyTypeObject *TimerHandleType;
     PyTypeObject *StreamTransportType;  /* stream.c */
+    PyTypeObject *ReadPipeTransportType;
+    PyTypeObject *WritePipeTransportType;
     PyTypeObject *UDPTransportType;     /* udp.c */
     PyTypeObject *ProcessType;          /* process.c */
 

@@ -156,6 +156,8 @@ module_exec(PyObject *module)
     X(HandleType)                                                           \
     X(TimerHandleType)                                                      \
     X(StreamTransportType)                                                  \
+    X(ReadPipeTransportType)                                                \
+    X(WritePipeTransportType)                                               \
     X(UDPTransportType)                                                     \
     X(ProcessType)                                                          \
     X(str_context)                                                          \

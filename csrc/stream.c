@@ -1,5 +1,6 @@
 /*
- * stream.c: stream transports over uv_stream_t (TCP and Unix sockets).
+ * stream.c: stream transports over uv_stream_t (TCP and Unix sockets,
+ * pipes).
  *
  * StreamTransport is the per-byte half of cloop's socket transport: write,
  * the read callbacks, close/abort and flow-control accounting.  The
@@ -7,11 +8,20 @@
  * reporting, the finaliser) is the Python subclass in loop/_stream.py,
  * which is what the loop actually instantiates.  The semantics are those
  * of asyncio's _SelectorSocketTransport; stock asyncio is the oracle.
+ * ReadPipeTransport and WritePipeTransport are the same code over a
+ * uv_pipe_t (subclassed in loop/_pipe.py) with the differences of
+ * asyncio's _UnixReadPipeTransport and _UnixWritePipeTransport: EOF ends
+ * a read pipe, write_eof() closes a write pipe, and the messages differ.
  *
- * The type derives from asyncio.Transport so isinstance() checks hold.
+ * The types derive from asyncio's transport classes so isinstance()
+ * checks hold: the socket and write-pipe types from
+ * asyncio.transports._FlowControlMixin (a Transport, and what the
+ * sendfile fallback requires), the read-pipe type from ReadTransport.
  * asyncio.BaseTransport declares __slots__ = ('_extra',), so the C struct
- * starts with that one slot right after the object header; module init
- * checks the base's layout and refuses to import if it differs.
+ * starts with that slot right after the object header, followed by room
+ * for _FlowControlMixin's four slots, which the C members of the same
+ * names shadow (they are never used).  Module init checks the bases'
+ * layouts and refuses to import if they differ.
  *
  * The transport keeps the Python socket object (asyncio's _sock) and gives
  * libuv a dup() of its fd: uv_close() closes libuv's copy and
@@ -42,11 +52,16 @@
 /* The most bytes one uv_buf_t is given (its length is an unsigned int). */
 #define CL_MAX_BUF ((Py_ssize_t)1 << 30)
 
+/* What a transport is, from its type. */
+enum { CL_SOCKET, CL_READ_PIPE, CL_WRITE_PIPE };
+
 typedef struct {
     PyObject_HEAD
     PyObject *extra;            /* asyncio.BaseTransport's _extra slot */
+    PyObject *fc_slots[4];      /* _FlowControlMixin's slots, unused */
     PyObject *loop;             /* the cloop.Loop */
-    PyObject *sock;             /* the socket object; None once closed */
+    PyObject *sock;             /* the socket or pipe object; None once
+                                 * closed */
     PyObject *protocol;
     PyObject *server;
     uv_stream_t *handle;        /* NULL once uv_close() was called */
@@ -59,6 +74,7 @@ typedef struct {
     Py_ssize_t write_size;      /* bytes in write requests in flight */
     int sock_fd;
     int conn_lost;
+    char kind;                  /* CL_SOCKET, CL_READ_PIPE, CL_WRITE_PIPE */
     char closing;
     char paused;                /* pause_reading() */
     char eof;                   /* write_eof() called */
@@ -102,6 +118,20 @@ fatal_error(cl_stream *self, PyObject *exc, const char *msg)
         return;
     }
     Py_DECREF(res);
+}
+
+static const char *
+read_error_msg(cl_stream *self)
+{
+    return self->kind == CL_SOCKET ? "Fatal read error on socket transport"
+                                   : "Fatal read error on pipe transport";
+}
+
+static const char *
+write_error_msg(cl_stream *self)
+{
+    return self->kind == CL_SOCKET ? "Fatal write error on socket transport"
+                                   : "Fatal write error on pipe transport";
 }
 
 static PyObject *
@@ -226,13 +256,17 @@ on_stream_alloc(uv_handle_t *handle, size_t Py_UNUSED(suggested),
     }
 }
 
+/* logging levels */
+#define CL_LOG_DEBUG 10
+#define CL_LOG_INFO 20
+
 /* Debug mode only: log through the Python side, as asyncio logs. */
 static void
-debug_log(cl_stream *self, const char *what)
+debug_log(cl_stream *self, int level, const char *what)
 {
     if (((cl_loop *)self->loop)->debug) {
-        PyObject *res = PyObject_CallMethod((PyObject *)self, "_cl_debug",
-                                            "s", what);
+        PyObject *res = PyObject_CallMethod((PyObject *)self, "_cl_log",
+                                            "is", level, what);
         if (res == NULL) {
             PyErr_WriteUnraisable((PyObject *)self);
         }
@@ -240,11 +274,39 @@ debug_log(cl_stream *self, const char *what)
     }
 }
 
+/* A read pipe ends at EOF: eof_received() and connection_lost(None) are
+ * called soon, in that order, as asyncio's _UnixReadPipeTransport does. */
+static void
+on_pipe_eof(cl_stream *self)
+{
+    read_stop(self);
+    self->closing = 1;
+    debug_log(self, CL_LOG_INFO, "%r was closed by peer");
+    PyObject *meth = PyObject_GetAttrString(self->protocol, "eof_received");
+    PyObject *res = meth == NULL ? NULL
+                                 : PyObject_CallMethod(self->loop, "call_soon",
+                                                       "O", meth);
+    Py_XDECREF(meth);
+    Py_XDECREF(res);
+    if (res == NULL) {
+        cl_loop_stash_exception((cl_loop *)self->loop);
+        return;
+    }
+    self->conn_lost++;
+    if (schedule_connection_lost(self, Py_None) < 0) {
+        cl_loop_stash_exception((cl_loop *)self->loop);
+    }
+}
+
 static void
 on_eof(cl_stream *self)
 {
+    if (self->kind == CL_READ_PIPE) {
+        on_pipe_eof(self);
+        return;
+    }
     read_stop(self);
-    debug_log(self, "%r received EOF");
+    debug_log(self, CL_LOG_DEBUG, "%r received EOF");
     PyObject *res = PyObject_CallMethod(self->protocol, "eof_received",
                                         NULL);
     if (res == NULL) {
@@ -264,6 +326,32 @@ on_eof(cl_stream *self)
             cl_loop_stash_exception((cl_loop *)self->loop);
         }
     }
+}
+
+/* The protocol's data_received()/buffer_updated() raised.  A socket
+ * transport fails (asyncio's _SelectorSocketTransport); a read pipe
+ * reports it and goes on reading, as the exception simply escapes
+ * asyncio's _UnixReadPipeTransport._read_ready() callback. */
+static void
+on_protocol_read_error(cl_stream *self)
+{
+    PyObject *exc = cl_fetch_exc();
+    if (self->kind == CL_SOCKET || cl_exc_is_fatal(exc)) {
+        fatal_error(self, exc,
+                    self->buffered
+                        ? "Fatal error: protocol.buffer_updated() call "
+                          "failed."
+                        : "Fatal error: protocol.data_received() call "
+                          "failed.");
+        return;
+    }
+    PyObject *res = PyObject_CallMethod((PyObject *)self,
+                                        "_cl_callback_error", "O", exc);
+    Py_DECREF(exc);
+    if (res == NULL) {
+        cl_loop_stash_exception((cl_loop *)self->loop);
+    }
+    Py_XDECREF(res);
 }
 
 static void
@@ -295,12 +383,7 @@ on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             Py_XDECREF(data);
         }
         if (res == NULL) {
-            fatal_error(self, cl_fetch_exc(),
-                        self->buffered
-                            ? "Fatal error: protocol.buffer_updated() call "
-                              "failed."
-                            : "Fatal error: protocol.data_received() call "
-                              "failed.");
+            on_protocol_read_error(self);
         }
         Py_XDECREF(res);
     }
@@ -319,11 +402,11 @@ on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (nread == UV_ENOBUFS) {
             PyErr_NoMemory();
             fatal_error(self, cl_fetch_exc(),
-                        "Fatal read error on socket transport");
+                        read_error_msg(self));
         }
         else {
             fatal_error(self, uv_error_object((int)nread),
-                        "Fatal read error on socket transport");
+                        read_error_msg(self));
         }
     }
     Py_DECREF(self);
@@ -352,7 +435,7 @@ static void
 maybe_resume_protocol(cl_stream *self)
 {
     if (self->protocol_paused && self->write_size <= self->low_water) {
-        if (call_noargs((PyObject *)self, "_cl_resume_protocol") < 0) {
+        if (call_noargs((PyObject *)self, "_maybe_resume_protocol") < 0) {
             cl_loop_stash_exception((cl_loop *)self->loop);
         }
     }
@@ -372,7 +455,7 @@ on_stream_write(uv_write_t *req, int status)
     }
     else if (status < 0) {
         fatal_error(self, uv_error_object(status),
-                    "Fatal write error on socket transport");
+                    write_error_msg(self));
     }
     else {
         maybe_resume_protocol(self);
@@ -438,7 +521,7 @@ queue_write(cl_stream *self, PyObject *data, Py_buffer *view,
         Py_DECREF(wr->data);
         PyMem_RawFree(wr);
         fatal_error(self, uv_error_object(err),
-                    "Fatal write error on socket transport");
+                    write_error_msg(self));
         return PyErr_Occurred() ? -1 : 0;
     }
     Py_INCREF(self);
@@ -469,7 +552,10 @@ Stream_write(cl_stream *self, PyObject *data)
         PyBuffer_Release(&view);
         Py_RETURN_NONE;
     }
-    if (self->conn_lost || self->handle == NULL) {
+    /* A pipe counts writes after close() or write_eof() as lost; a
+     * socket still sends them until the connection is gone. */
+    if (self->conn_lost || self->handle == NULL ||
+        (self->kind != CL_SOCKET && self->closing)) {
         PyBuffer_Release(&view);
         if (self->conn_lost >= CL_CONNLOST_WRITES) {
             if (call_noargs((PyObject *)self, "_cl_warn_send") < 0) {
@@ -491,7 +577,7 @@ Stream_write(cl_stream *self, PyObject *data)
         else if (n != UV_EAGAIN) {
             PyBuffer_Release(&view);
             fatal_error(self, uv_error_object(n),
-                        "Fatal write error on socket transport");
+                        write_error_msg(self));
             if (PyErr_Occurred()) {
                 return NULL;
             }
@@ -504,7 +590,7 @@ Stream_write(cl_stream *self, PyObject *data)
     }
     PyBuffer_Release(&view);
     if (self->write_size > self->high_water && !self->protocol_paused) {
-        if (call_noargs((PyObject *)self, "_cl_pause_protocol") < 0) {
+        if (call_noargs((PyObject *)self, "_maybe_pause_protocol") < 0) {
             return NULL;
         }
     }
@@ -524,9 +610,15 @@ on_stream_shutdown(uv_shutdown_t *req, int Py_UNUSED(status))
     Py_DECREF(self);
 }
 
+static PyObject *Stream_close(cl_stream *self, PyObject *ignored);
+
 static PyObject *
 Stream_write_eof(cl_stream *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->kind == CL_WRITE_PIPE) {
+        /* A pipe has no half-close: write_eof() closes after the flush. */
+        return Stream_close(self, NULL);
+    }
     if (self->closing || self->eof) {
         Py_RETURN_NONE;
     }
@@ -683,7 +775,7 @@ Stream_pause_reading(cl_stream *self, PyObject *Py_UNUSED(ignored))
     }
     self->paused = 1;
     read_stop(self);
-    debug_log(self, "%r pauses reading");
+    debug_log(self, CL_LOG_DEBUG, "%r pauses reading");
     Py_RETURN_NONE;
 }
 
@@ -697,7 +789,7 @@ Stream_resume_reading(cl_stream *self, PyObject *Py_UNUSED(ignored))
     if (read_start(self) < 0) {
         return NULL;
     }
-    debug_log(self, "%r resumes reading");
+    debug_log(self, CL_LOG_DEBUG, "%r resumes reading");
     Py_RETURN_NONE;
 }
 
@@ -760,14 +852,24 @@ Stream_init(cl_stream *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     int fd = (int)lfd;
-    PyObject *famobj = PyObject_GetAttrString(sock, "family");
-    if (famobj == NULL) {
-        return -1;
+    int kind = CL_SOCKET;
+    if (PyObject_TypeCheck(self, st->ReadPipeTransportType)) {
+        kind = CL_READ_PIPE;
     }
-    long family = PyLong_AsLong(famobj);
-    Py_DECREF(famobj);
-    if (family == -1 && PyErr_Occurred()) {
-        return -1;
+    else if (PyObject_TypeCheck(self, st->WritePipeTransportType)) {
+        kind = CL_WRITE_PIPE;
+    }
+    long family = AF_UNIX;      /* a pipe goes on a uv_pipe_t */
+    if (kind == CL_SOCKET) {
+        PyObject *famobj = PyObject_GetAttrString(sock, "family");
+        if (famobj == NULL) {
+            return -1;
+        }
+        family = PyLong_AsLong(famobj);
+        Py_DECREF(famobj);
+        if (family == -1 && PyErr_Occurred()) {
+            return -1;
+        }
     }
     int ufd = dup(fd);
     if (ufd < 0) {
@@ -813,6 +915,7 @@ Stream_init(cl_stream *self, PyObject *args, PyObject *kwds)
     h->data = self;
     self->handle = h;
     self->sock_fd = fd;
+    self->kind = (char)kind;
     Py_XSETREF(self->loop, Py_NewRef(loop));
     Py_XSETREF(self->sock, Py_NewRef(sock));
     Py_XSETREF(self->protocol, Py_NewRef(protocol));
@@ -953,53 +1056,92 @@ static PyType_Slot Stream_slots[] = {
     {Py_tp_clear, Stream_clear},
     {Py_tp_methods, Stream_methods},
     {Py_tp_members, Stream_members},
-    {Py_tp_doc, "The C core of cloop's TCP and Unix socket transports."},
     {0, NULL},
 };
 
-static PyType_Spec Stream_spec = {
-    .name = "cloop._cloop.StreamTransport",
-    .basicsize = sizeof(cl_stream),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .slots = Stream_slots,
-};
+#define STREAM_SPEC(pyname)                                                 \
+    {                                                                       \
+        .name = "cloop._cloop." pyname, .basicsize = sizeof(cl_stream),     \
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE |                 \
+                 Py_TPFLAGS_HAVE_GC,                                        \
+        .slots = Stream_slots,                                              \
+    }
 
-int
-cl_stream_init(PyObject *module, cl_state *st)
+static PyType_Spec Stream_spec = STREAM_SPEC("StreamTransport");
+static PyType_Spec ReadPipe_spec = STREAM_SPEC("ReadPipeTransport");
+static PyType_Spec WritePipe_spec = STREAM_SPEC("WritePipeTransport");
+
+/* asyncio.transports.<base_name>, checked to have BaseTransport's _extra
+ * slot where cl_stream has it and, at most, _FlowControlMixin's four
+ * slots after it, where cl_stream leaves room for them. */
+static PyObject *
+checked_base(PyObject *transports, const char *base_name)
 {
-    PyObject *asyncio = PyImport_ImportModule("asyncio");
-    if (asyncio == NULL) {
-        return -1;
-    }
-    PyObject *base = PyObject_GetAttrString(asyncio, "Transport");
-    Py_DECREF(asyncio);
+    PyObject *base = PyObject_GetAttrString(transports, base_name);
     if (base == NULL) {
-        return -1;
+        return NULL;
     }
-    /* The _extra slot of asyncio.BaseTransport must be where cl_stream
-     * keeps it, and be the base's only field. */
-    PyObject *descr = PyObject_GetAttrString(base, "_extra");
-    int ok = descr != NULL && PyType_Check(base) &&
-             ((PyTypeObject *)base)->tp_basicsize ==
-                 (Py_ssize_t)(offsetof(cl_stream, extra) +
-                              sizeof(PyObject *)) &&
+    Py_ssize_t first = (Py_ssize_t)offsetof(cl_stream, extra);
+    Py_ssize_t size = PyType_Check(base)
+                          ? ((PyTypeObject *)base)->tp_basicsize
+                          : -1;
+    int ok = (size == first + (Py_ssize_t)sizeof(PyObject *) ||
+              size == (Py_ssize_t)offsetof(cl_stream, loop)) &&
              ((PyTypeObject *)base)->tp_itemsize == 0 &&
              ((PyTypeObject *)base)->tp_dictoffset == 0 &&
              ((PyTypeObject *)base)->tp_weaklistoffset == 0;
+    PyObject *descr = ok ? PyObject_GetAttrString(base, "_extra") : NULL;
+    ok = ok && descr != NULL;
     Py_XDECREF(descr);
     PyErr_Clear();
     if (!ok) {
         Py_DECREF(base);
-        PyErr_SetString(PyExc_ImportError,
-                        "cloop: asyncio.Transport has an unexpected layout "
-                        "(expected one _extra slot)");
+        PyErr_Format(PyExc_ImportError,
+                     "cloop: asyncio.transports.%s has an unexpected layout",
+                     base_name);
+        return NULL;
+    }
+    return base;
+}
+
+static PyTypeObject *
+add_type(PyObject *module, PyObject *transports, PyType_Spec *spec,
+         const char *base_name)
+{
+    PyObject *base = checked_base(transports, base_name);
+    if (base == NULL) {
+        return NULL;
+    }
+    PyObject *tp = PyType_FromModuleAndSpec(module, spec, base);
+    Py_DECREF(base);
+    if (tp == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddType(module, (PyTypeObject *)tp) < 0) {
+        Py_DECREF(tp);
+        return NULL;
+    }
+    return (PyTypeObject *)tp;
+}
+
+int
+cl_stream_init(PyObject *module, cl_state *st)
+{
+    PyObject *transports = PyImport_ImportModule("asyncio.transports");
+    if (transports == NULL) {
         return -1;
     }
     st->StreamTransportType =
-        (PyTypeObject *)PyType_FromModuleAndSpec(module, &Stream_spec, base);
-    Py_DECREF(base);
-    if (st->StreamTransportType == NULL) {
-        return -1;
-    }
-    return PyModule_AddType(module, st->StreamTransportType);
+        add_type(module, transports, &Stream_spec, "_FlowControlMixin");
+    st->ReadPipeTransportType =
+        st->StreamTransportType == NULL
+            ? NULL
+            : add_type(module, transports, &ReadPipe_spec, "ReadTransport");
+    st->WritePipeTransportType =
+        st->ReadPipeTransportType == NULL
+            ? NULL
+            : add_type(module, transports, &WritePipe_spec,
+                       "_FlowControlMixin");
+    Py_DECREF(transports);
+    return st->WritePipeTransportType == NULL ? -1 : 0;
 }

@@ -129,7 +129,7 @@ class CoreLoop:
 def build_info() -> dict[str, Any]: ...
 
 
-class StreamTransport(asyncio.Transport):
+class StreamTransport(asyncio.transports._FlowControlMixin):
     """A TCP or Unix stream transport (cloop._stream wraps it)."""
 
     def write(self, data: bytes | bytearray | memoryview) -> None: ...
@@ -143,6 +143,12 @@ class StreamTransport(asyncio.Transport):
     def is_reading(self) -> bool: ...
     def get_write_buffer_size(self) -> int: ...
     def get_protocol(self) -> asyncio.BaseProtocol: ...
+
+class ReadPipeTransport(asyncio.ReadTransport, StreamTransport):  # type: ignore[misc]
+    """A read pipe (cloop._pipe wraps it); StreamTransport's methods."""
+
+class WritePipeTransport(StreamTransport):
+    """A write pipe (cloop._pipe wraps it)."""
 
 class UDPTransport(asyncio.Transport, asyncio.DatagramTransport):
     """A UDP datagram transport."""

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from . import _cloop
 from ._dns import DNSMixin
+from ._pipe import PipeMixin
 from ._stream import StreamMixin
 from ._udp import DatagramMixin
 from ._sock import SockMixin
@@ -35,6 +36,7 @@ _HAS_RUN_FOREVER_SETUP = hasattr(base_events.BaseEventLoop, "_run_forever_setup"
 class Loop(  # type: ignore[misc]
     _cloop.CoreLoop,
     StreamMixin,
+    PipeMixin,
     DatagramMixin,
     SockMixin,
     DNSMixin,

@@ -30,7 +30,27 @@ _ACCEPT_RESOURCE_ERRNOS = (
     errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
-class _SocketTransport(_cloop.StreamTransport):  # type: ignore[misc]
+class _TransportMixin:
+    """The Python half shared by cloop's C stream and pipe transports."""
+
+    _protocol: Any
+    _cl_buffered: bool
+    _protocol_connected: bool
+    write: Any
+
+    def set_protocol(self, protocol: Any) -> None:
+        self._cl_buffered = isinstance(protocol, protocols.BufferedProtocol)
+        self._protocol = protocol
+        self._protocol_connected = True
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def _cl_log(self, level: int, fmt: str) -> None:
+        logger.log(level, fmt, self)
+
+
+class _SocketTransport(_TransportMixin, _cloop.StreamTransport):  # type: ignore[misc]
     """A TCP or Unix socket transport (asyncio's _SelectorSocketTransport)."""
 
     _start_tls_compatible = True
@@ -94,59 +114,6 @@ class _SocketTransport(_cloop.StreamTransport):  # type: ignore[misc]
                     server._detach(self)
                 else:
                     server._detach()
-
-    def set_protocol(self, protocol: Any) -> None:
-        self._cl_buffered = isinstance(protocol, protocols.BufferedProtocol)
-        self._protocol = protocol
-        self._protocol_connected = True
-
-    def writelines(self, list_of_data: Any) -> None:
-        self.write(b"".join(list_of_data))
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return (self._low_water, self._high_water)
-
-    def set_write_buffer_limits(self, high: int | None = None,
-                                low: int | None = None) -> None:
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(
-                f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water = high
-        self._low_water = low
-        if self.get_write_buffer_size() > high:
-            self._cl_pause_protocol()
-
-    def _cl_pause_protocol(self) -> None:
-        if self._protocol_paused:
-            return
-        self._protocol_paused = True
-        self._cl_tell_protocol("pause_writing")
-
-    def _cl_resume_protocol(self) -> None:
-        self._protocol_paused = False
-        self._cl_tell_protocol("resume_writing")
-
-    def _cl_tell_protocol(self, method: str) -> None:
-        """Call protocol.pause_writing()/resume_writing(); an error goes to
-        the exception handler, as asyncio's flow control does."""
-        try:
-            getattr(self._protocol, method)()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": f"protocol.{method}() failed",
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
-
-    def _cl_debug(self, fmt: str) -> None:
-        logger.debug(fmt, self)
 
     def _cl_warn_send(self) -> None:
         logger.warning("socket.send() raised exception.")

@@ -248,6 +248,10 @@ def _uv_spawn(loop: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
                 raise ValueError("illegal environment variable name")
             env_list.append(k + b"=" + os.fsencode(v))
     file = os.fsencode(executable)
+    if not file:
+        # Popen tries the PATH directories themselves (EACCES); execvp
+        # reports ENOENT.
+        raise _Fallback
     cwd_b = None if cwd is None else os.fsencode(cwd)
     keep = sorted({int(fd) for fd in pass_fds})
     if keep and keep[0] < 0:

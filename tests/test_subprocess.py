@@ -360,6 +360,39 @@ def test_not_executable(loop, tmp_path):
     assert run(loop, main()).filename == str(script)
 
 
+@pytest.mark.parametrize("kwargs", [
+    {"stdin": STDOUT}, {"stdout": STDOUT}, {"stdout": -5}, {"stdout": 999},
+    {"pass_fds": (-1,)}, {"pass_fds": ("x",)}, {"pass_fds": (999,)},
+    {"env": {1: 2}}, {"executable": 123}, {"cwd": "/etc/passwd"},
+    {"stderr": object()}, {"args": ("true", 5)}, {"args": ("",)},
+    {"args": ("/tmp",)}, {"env": {"PATH": ""}},
+])
+def test_odd_arguments_match_asyncio(cloop_mod, kwargs):
+    # Whatever asyncio (Popen) does with these, cloop does: the same
+    # result or the same exception type, errno and filename.
+    kwargs = dict(kwargs)
+    args = kwargs.pop("args", ("true",))
+    kwargs.setdefault("stdin", DEVNULL)
+    kwargs.setdefault("stdout", DEVNULL)
+
+    async def main():
+        try:
+            proc = await asyncio.create_subprocess_exec(*args, **kwargs)
+            return "exited", await proc.wait()
+        except Exception as exc:
+            return (type(exc).__name__, getattr(exc, "errno", None),
+                    getattr(exc, "filename", None))
+
+    results = []
+    for factory in (asyncio.SelectorEventLoop, cloop_mod.new_event_loop):
+        loop = factory()
+        try:
+            results.append(run(loop, main()))
+        finally:
+            loop.close()
+    assert results[1] == results[0]
+
+
 def test_bad_cwd(loop):
     async def main():
         with pytest.raises(FileNotFoundError) as info:
@@ -726,6 +759,20 @@ def test_blocked_signal_mask_inherited(loop):
 def test_user_group_own_ids(loop):
     rc, out = run(loop, exec_to_file(
         "sh", "-c", "id -u; id -g", user=os.getuid(), group=os.getgid()))
+    assert out.split() == [str(os.getuid()).encode(),
+                           str(os.getgid()).encode()]
+
+
+def test_user_group_by_name(loop):
+    import grp
+    import pwd
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+        group = grp.getgrgid(os.getgid()).gr_name
+    except KeyError:
+        pytest.skip("no name for this uid/gid")
+    rc, out = run(loop, exec_to_file("sh", "-c", "id -u; id -g",
+                                     user=user, group=group))
     assert out.split() == [str(os.getuid()).encode(),
                            str(os.getgid()).encode()]
 

@@ -2,8 +2,8 @@
 
 Usage::
 
-    python -m cloop.bench                  # all workloads, all loops (~3 min)
-    python -m cloop.bench --quick          # smaller sizes, fewer runs (~25 s)
+    python -m cloop.bench                  # all workloads, all loops (~11 min)
+    python -m cloop.bench --quick          # smaller sizes, fewer runs (~2 min)
     python -m cloop.bench --only call_soon,tasks --loops asyncio,cloop
     python -m cloop.bench --json results.json
     python -m cloop.bench --list           # workloads and what they do
@@ -23,8 +23,16 @@ worker processes and the min-max range across them, then speed ratios:
 "A vs B" = B's median / A's median, how many times faster A ran (above
 1.00x A is faster). ``--json`` writes every raw sample as well.
 
-Exit status: 0 when every selected, installed loop passed every workload;
-1 when something FAILED; 130 when interrupted (partial results are shown).
+Networking workloads (``net.py``) run their server on the loop under test
+and drive it from a separate C client (``echo_load``) or ``wrk``; reference
+rows (``c_*``) time a C server on libuv with the same client, the ceiling,
+and a "relative speed" table compares rows with the row they name (select
+both with ``--only``). A workload whose tool is missing (``wrk``,
+``httptools``) shows "skipped", which is not a failure.
+
+Exit status: 0 when every selected, installed loop passed every workload
+(or skipped it); 1 when something FAILED; 130 when interrupted (partial
+results are shown).
 
 Adding a workload: write one function in ``workloads.py`` (or a new module
 listed in ``_registry._MODULES``) decorated with ``@workload``; see
@@ -82,7 +90,7 @@ def _parser(workloads: list[str]) -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help=f"smaller sizes, {_QUICK_REPS} processes x {_QUICK_PASSES} passes"
-        " per cell (well under a minute)",
+        " per cell (a few minutes)",
     )
     parser.add_argument(
         "--reps",
@@ -135,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser(list(registry)).parse_args(argv)
     if args.list:
         for wl in registry.values():
-            print(f"{wl.name:22} n={wl.full:<8} quick n={wl.quick:<7} {wl.doc}")
+            note = " [reference: no loop]" if wl.reference else ""
+            note += f" [compared with {wl.vs}]" if wl.vs else ""
+            print(f"{wl.name:22} n={wl.full:<8} quick n={wl.quick:<7} {wl.doc}{note}")
         return 0
 
     plan = Plan(

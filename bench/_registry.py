@@ -17,6 +17,17 @@ stock asyncio. The function must enter ``timer`` at least once (entries add
 up) and must verify its own result with ``check``, so a loop that runs fast
 but wrong is reported as FAILED instead of posting a number.
 
+A workload that cannot run on this machine (a program it drives is not
+installed) raises ``Skip(reason)``: it is reported as "skipped", not FAILED.
+Time measured outside the process (by a load generator) is added with
+``timer.record(seconds)`` instead of entering the timer.
+
+Two optional fields relate rows. ``reference=True`` marks a workload that
+does not use the loop at all (a server written in C, the ceiling): it runs
+once per round instead of once per loop and gets one time. ``vs="other"``
+asks the report for each loop's speed relative to the workload ``other``
+(a reference, or a variant such as the same server writing in two calls).
+
 Workloads live in the modules listed in ``_MODULES``; a new family
 (networking, files) can go in its own module added there.
 """
@@ -32,6 +43,7 @@ from typing import TypeVar
 
 __all__ = [
     "CheckFailed",
+    "Skip",
     "Timer",
     "Workload",
     "check",
@@ -43,11 +55,17 @@ __all__ = [
 _MODULES = (
     "workloads",
     "proc_workloads",
+    "net",
+    "fs_workloads",
 )
 
 
 class CheckFailed(Exception):
     """A workload computed a wrong result."""
+
+
+class Skip(Exception):
+    """The workload cannot run here (say, a program it needs is missing)."""
 
 
 def check(ok: bool, message: str) -> None:
@@ -63,6 +81,9 @@ class Timer:
         self.elapsed = 0.0
         self.entries = 0
         self._start = 0.0
+        # Optional numbers a workload reports about its pass (say, the load
+        # generator's CPU time); they reach --json, not the table.
+        self.info: dict[str, float] = {}
 
     def __enter__(self) -> Timer:
         self.entries += 1
@@ -71,6 +92,11 @@ class Timer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.elapsed += time.perf_counter() - self._start
+
+    def record(self, seconds: float) -> None:
+        """Add time measured elsewhere (say, by a load generator process)."""
+        self.entries += 1
+        self.elapsed += seconds
 
 
 WorkloadFunc = Callable[[asyncio.AbstractEventLoop, int, Timer], None]
@@ -86,6 +112,8 @@ class Workload:
     full: int
     quick: int
     doc: str
+    reference: bool = False
+    vs: str | None = None
 
     def size(self, quick: bool) -> int:
         return self.quick if quick else self.full
@@ -94,7 +122,14 @@ class Workload:
 REGISTRY: dict[str, Workload] = {}
 
 
-def workload(*, full: int, quick: int, name: str | None = None) -> Callable[[F], F]:
+def workload(
+    *,
+    full: int,
+    quick: int,
+    name: str | None = None,
+    reference: bool = False,
+    vs: str | None = None,
+) -> Callable[[F], F]:
     """Register the decorated function as a workload (named after it)."""
 
     def register(func: F) -> F:
@@ -102,7 +137,7 @@ def workload(*, full: int, quick: int, name: str | None = None) -> Callable[[F],
         if key in REGISTRY:
             raise ValueError(f"workload {key!r} registered twice")
         doc = (func.__doc__ or "").strip().split("\n", 1)[0]
-        REGISTRY[key] = Workload(key, func, full, quick, doc)
+        REGISTRY[key] = Workload(key, func, full, quick, doc, reference, vs)
         return func
 
     return register

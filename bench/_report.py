@@ -5,6 +5,11 @@ processes. Speed columns read "A vs B" = B's median / A's median, i.e. how
 many times faster A ran than B (``2.31x``: A took 1/2.31 of B's time; below
 ``1.00x`` A is slower). The last row is the geometric mean of each ratio
 over the workloads where both loops have a number.
+
+Reference workloads (a C server, no loop) get a table of their own, and
+workloads declared ``vs`` another one get a "relative speed" table: per
+loop, the other workload's median / this one's (the reference's single
+median when the other is a reference).
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ import platform
 import sys
 from typing import Any
 
-from ._runner import FAILED, NOT_INSTALLED, OK, Cell, Results
+from ._registry import Workload
+from ._runner import FAILED, NOT_INSTALLED, OK, REFERENCE, SKIPPED, Cell, Results
 from ._stats import Summary, geomean, speedup
 
-__all__ = ["RATIOS", "format_report", "ratios", "to_json"]
+__all__ = ["RATIOS", "format_report", "ratios", "relative", "to_json"]
 
 # (A, B) pairs, shown as "A vs B" when both loops were selected.
 RATIOS = (("cloop", "asyncio"), ("cloop", "uvloop"), ("uvloop", "asyncio"))
@@ -46,8 +52,49 @@ def ratios(results: Results, workload: str) -> dict[str, float | None]:
     return out
 
 
+def _loop_workloads(results: Results) -> list[Workload]:
+    return [wl for wl in results.plan.workloads if not wl.reference]
+
+
+def _by_name(results: Results) -> dict[str, Workload]:
+    return {wl.name: wl for wl in results.plan.workloads}
+
+
+def _server_cpu(results: Results, workload: str, loop: str) -> Summary | None:
+    """The server's CPU seconds per pass (``info["server_cpu_s"]``), if the
+    workload reported them for every timed pass."""
+    cell = results.cells.get((workload, loop))
+    if cell is None or cell.error is not None or not cell.samples:
+        return None
+    values = [p.get("server_cpu_s") for proc in cell.info for p in proc]
+    if not values or len(values) != sum(len(t) for t in cell.passes):
+        return None
+    if any(v is None for v in values):
+        return None
+    return Summary.of([float(v) for v in values if v is not None])
+
+
+def relative(
+    results: Results, workload: str, cpu: bool = False
+) -> dict[str, float | None] | None:
+    """Per loop, the ``vs`` workload's median / this one's (with ``cpu``:
+    of the server's CPU time per pass); None when the workload has no
+    ``vs`` or it was not selected."""
+    wl = _by_name(results).get(workload)
+    other = _by_name(results).get(wl.vs) if wl is not None and wl.vs else None
+    if wl is None or other is None:
+        return None
+    measure = _server_cpu if cpu else _summary
+    out: dict[str, float | None] = {}
+    for loop in results.plan.loops:
+        mine = measure(results, workload, loop)
+        theirs = measure(results, other.name, REFERENCE if other.reference else loop)
+        out[loop] = speedup(theirs.median, mine.median) if mine and theirs else None
+    return out
+
+
 def _geomeans(results: Results) -> dict[str, float | None]:
-    per_workload = [ratios(results, wl.name) for wl in results.plan.workloads]
+    per_workload = [ratios(results, wl.name) for wl in _loop_workloads(results)]
     keys = [f"{a}_vs_{b}" for a, b in _selected_ratios(results)]
     means: dict[str, float | None] = {}
     for key in keys:
@@ -82,9 +129,14 @@ def _time_cell(results: Results, workload: str, loop: str) -> str:
         return "not installed"
     if status.state != OK:
         return "FAILED"
-    cell = results.cells[workload, loop]
+    return _cell_text(results.cells[workload, loop])
+
+
+def _cell_text(cell: Cell) -> str:
     if cell.error is not None:
         return "FAILED"
+    if cell.skipped is not None:
+        return "skipped"
     if not cell.samples:
         return "-"
     s = Summary.of(cell.samples)
@@ -155,7 +207,7 @@ def format_report(results: Results) -> str:
     groups += [f"{a}: x faster" for a, _ in pairs]
     header = ["workload", "n", *plan.loops, *(f"vs {b}" for _, b in pairs)]
     rows = []
-    for wl in plan.workloads:
+    for wl in _loop_workloads(results):
         r = ratios(results, wl.name)
         rows.append(
             [wl.name, _count(plan.size(wl))]
@@ -180,6 +232,8 @@ def format_report(results: Results) -> str:
             "A vs B: B median / A median = how many times faster A ran"
             " (>1.00x: A faster). geomean: over workloads with both numbers."
         )
+    lines += _reference_table(results)
+    lines += _relative_table(results)
     problems = [
         f"  {loop}: FAILED to start: {status.error}"
         for loop, status in results.loops.items()
@@ -192,23 +246,85 @@ def format_report(results: Results) -> str:
     ]
     if problems:
         lines += ["", "problems:", *problems]
+    skipped: dict[str, list[str]] = {}
+    for (workload, loop), cell in results.cells.items():
+        if cell.skipped is not None:
+            skipped.setdefault(f"{workload}: {cell.skipped}", []).append(loop)
+    if skipped:
+        lines += ["", "skipped (not a failure):"]
+        lines += [f"  {text} ({', '.join(loops)})" for text, loops in skipped.items()]
     if results.interrupted:
         lines += ["", "interrupted: the numbers above are partial."]
     return "\n".join(lines)
 
 
+def _reference_table(results: Results) -> list[str]:
+    refs = [wl for wl in results.plan.workloads if wl.reference]
+    if not refs:
+        return []
+    rows = []
+    for wl in refs:
+        cell = results.cells.get((wl.name, REFERENCE))
+        text = "-" if cell is None else _cell_text(cell)
+        rows.append([wl.name, _count(results.plan.size(wl)), text])
+    groups = ["", "", "time, ms: median [min-max]"]
+    header = ["reference (no Python)", "n", "C on libuv"]
+    return ["", *_layout(groups, header, rows)]
+
+
+def _relative_table(results: Results) -> list[str]:
+    loops = results.plan.loops
+    rows = []
+    for wl in _loop_workloads(results):
+        rel = relative(results, wl.name)
+        if rel is None:
+            continue
+        rows.append([f"{wl.name} vs {wl.vs}", *(_ratio_cell(rel[lp]) for lp in loops)])
+    if not rows:
+        return []
+    groups = ["", *["x the other's speed"] * len(loops)]
+    lines = ["", *_layout(groups, ["workload vs other", *loops], rows)]
+    lines.append(
+        "relative speed: the other row's median / this row's, per loop"
+        " (1.00x: as fast; 0.90x: 10% slower)."
+    )
+    cpu_rows = []
+    for wl in _loop_workloads(results):
+        rel = relative(results, wl.name, cpu=True)
+        if rel is None or all(v is None for v in rel.values()):
+            continue
+        cells = (_ratio_cell(rel[lp]) for lp in loops)
+        cpu_rows.append([f"{wl.name} vs {wl.vs}", *cells])
+    if cpu_rows:
+        groups = ["", *["x the other's CPU efficiency"] * len(loops)]
+        lines += ["", *_layout(groups, ["server CPU time", *loops], cpu_rows)]
+        lines.append(
+            "server CPU time: the same ratio of the servers' CPU seconds per"
+            " pass (steadier than wall time when the machine is shared)."
+        )
+    return lines
+
+
 def _cell_json(results: Results, workload: str, loop: str) -> dict[str, Any]:
-    status = results.loops[loop]
-    if status.state != OK:
-        return {"state": status.state, "error": status.error}
+    if loop != REFERENCE:
+        status = results.loops[loop]
+        if status.state != OK:
+            return {"state": status.state, "error": status.error}
     cell: Cell = results.cells[workload, loop]
+    state = OK
+    if cell.error is not None:
+        state = FAILED
+    elif cell.skipped is not None:
+        state = SKIPPED
     out: dict[str, Any] = {
-        "state": FAILED if cell.error is not None else OK,
-        "error": cell.error,
+        "state": state,
+        "error": cell.error or cell.skipped,
         "samples_s": cell.samples,
         "passes_s": cell.passes,
         "warmups_s": cell.warmups,
     }
+    if cell.info:
+        out["info"] = cell.info
     if cell.error is None and cell.samples:
         s = Summary.of(cell.samples)
         out.update(median_s=s.median, min_s=s.low, max_s=s.high)
@@ -239,18 +355,27 @@ def to_json(results: Results, argv: list[str]) -> dict[str, Any]:
             for name, s in results.loops.items()
         },
         "cloop_features": cloop.info.get("features") if cloop else None,
-        "workloads": {
-            wl.name: {
-                "doc": wl.doc,
-                "size": plan.size(wl),
-                "loops": {
-                    loop: _cell_json(results, wl.name, loop)
-                    for loop in plan.loops
-                    if loop in results.loops
-                },
-                "ratios": ratios(results, wl.name),
-            }
-            for wl in plan.workloads
-        },
+        "workloads": {wl.name: _workload_json(results, wl) for wl in plan.workloads},
         "geomean": _geomeans(results),
     }
+
+
+def _workload_json(results: Results, wl: Workload) -> dict[str, Any]:
+    plan = results.plan
+    out: dict[str, Any] = {"doc": wl.doc, "size": plan.size(wl)}
+    if wl.reference:
+        cells = [REFERENCE] if (wl.name, REFERENCE) in results.cells else []
+        out["reference"] = True
+        out["loops"] = {key: _cell_json(results, wl.name, key) for key in cells}
+        return out
+    out["loops"] = {
+        loop: _cell_json(results, wl.name, loop)
+        for loop in plan.loops
+        if loop in results.loops
+    }
+    out["ratios"] = ratios(results, wl.name)
+    if wl.vs is not None:
+        out["vs"] = wl.vs
+        out["relative"] = relative(results, wl.name)
+        out["relative_server_cpu"] = relative(results, wl.name, cpu=True)
+    return out

@@ -6,6 +6,11 @@ round runs every workload once on every loop, and the loop order is rotated
 from one (round, workload) to the next so none always goes first. A loop is
 probed once up front; one that is not installed is skipped, and a workload
 that fails on a loop is not retried in later rounds.
+
+A reference workload (``Workload.reference``: a C server, no loop involved)
+runs once per round, hosted by a worker on the stock asyncio loop; its cell
+is keyed by the pseudo-loop ``REFERENCE``. A workload that reports
+``Skip`` is marked skipped and not run again.
 """
 
 from __future__ import annotations
@@ -21,13 +26,18 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ._registry import Workload
-from ._worker import EXIT_NOT_INSTALLED
+from ._worker import EXIT_NOT_INSTALLED, EXIT_SKIPPED
 
-__all__ = ["Cell", "LoopStatus", "Plan", "Progress", "Results", "run"]
+__all__ = ["REFERENCE", "Cell", "LoopStatus", "Plan", "Progress", "Results", "run"]
 
 OK = "ok"
 FAILED = "failed"
 NOT_INSTALLED = "not installed"
+SKIPPED = "skipped"
+
+# The cell key of reference workloads, and the loop that hosts their worker.
+REFERENCE = "ref"
+_REFERENCE_HOST = "asyncio"
 
 _WORKER = f"{__package__}._worker"
 
@@ -72,6 +82,8 @@ class Cell:
     passes: list[list[float]] = field(default_factory=list)  # every timed pass
     warmups: list[float] = field(default_factory=list)
     error: str | None = None
+    skipped: str | None = None  # why the workload could not run here
+    info: list[list[dict[str, float]]] = field(default_factory=list)  # per pass
 
 
 @dataclass
@@ -112,6 +124,8 @@ def _run_worker(args: list[str], timeout: float) -> _Outcome:
         return _Outcome(OK, payload, "")
     if proc.returncode == EXIT_NOT_INSTALLED:
         return _Outcome(NOT_INSTALLED, payload, payload.get("error", ""))
+    if proc.returncode == EXIT_SKIPPED and payload.get("skipped"):
+        return _Outcome(SKIPPED, payload, payload.get("error", ""))
     if proc.returncode < 0:
         try:
             name = signal.Signals(-proc.returncode).name
@@ -139,9 +153,15 @@ def probe(loop: str, timeout: float) -> LoopStatus:
 
 
 def schedule(plan: Plan, loops: list[str]) -> Iterator[tuple[int, Workload, str]]:
-    """Yield (round, workload, loop) in interleaved, rotated order."""
+    """Yield (round, workload, loop) in interleaved, rotated order; a
+    reference workload once per round, with the loop ``REFERENCE``."""
     for rep in range(plan.reps):
         for index, wl in enumerate(plan.workloads):
+            if wl.reference:
+                yield rep, wl, REFERENCE
+                continue
+            if not loops:
+                continue
             shift = (rep + index) % len(loops)
             for loop in loops[shift:] + loops[:shift]:
                 yield rep, wl, loop
@@ -195,19 +215,19 @@ def run(plan: Plan, progress: Progress) -> Results:
             results.loops[loop] = probe(loop, plan.timeout)
         usable = [name for name in plan.loops if results.loops[name].state == OK]
         for wl in plan.workloads:
-            for loop in usable:
+            for loop in [REFERENCE] if wl.reference else usable:
                 results.cells[wl.name, loop] = Cell()
-        jobs = list(schedule(plan, usable)) if usable else []
+        jobs = list(schedule(plan, usable))
         for number, (rep, wl, loop) in enumerate(jobs, 1):
             cell = results.cells[wl.name, loop]
-            if cell.error is not None:
+            if cell.error is not None or cell.skipped is not None:
                 continue
             progress.update(
                 f"[{number}/{len(jobs)} {_elapsed(time.perf_counter() - started)}]"
                 f" {wl.name} {loop} rep {rep + 1}/{plan.reps}"
             )
             args = [
-                loop,
+                _REFERENCE_HOST if loop == REFERENCE else loop,
                 wl.name,
                 "--size",
                 str(plan.size(wl)),
@@ -220,6 +240,10 @@ def run(plan: Plan, progress: Progress) -> Results:
                 cell.samples.append(min(times))
                 cell.passes.append(times)
                 cell.warmups.append(float(outcome.payload["warmup"]))
+                if "info" in outcome.payload:
+                    cell.info.append(outcome.payload["info"])
+            elif outcome.state == SKIPPED:
+                cell.skipped = outcome.error or "skipped"
             else:
                 cell.error = outcome.error or outcome.state
     except KeyboardInterrupt:

@@ -7,7 +7,9 @@ Each pass gets a fresh loop; creating and closing it is not timed. One
 warm-up pass runs first, then ``--passes`` timed passes. Success prints
 ``{"ok": true, "warmup": s, "times": [s, ...], ...}``. Failure prints
 ``{"ok": false, "error": "..."}`` (a traceback goes to stderr) and exits 1;
-a loop that is not installed exits 3. ``--probe`` only creates and closes a
+a loop that is not installed exits 3; a workload that cannot run here
+(``Skip``) prints ``{"ok": false, "skipped": true, "error": reason}`` and
+exits 4. ``--probe`` only creates and closes a
 loop and reports its class and version (and cloop's ``features()``).
 
 Run it directly to debug one workload, e.g.
@@ -25,10 +27,11 @@ import traceback
 from typing import Any, NoReturn
 
 from . import _loops, _registry
-from ._registry import CheckFailed, Timer, Workload
+from ._registry import CheckFailed, Skip, Timer, Workload
 
 EXIT_FAILED = 1
 EXIT_NOT_INSTALLED = 3
+EXIT_SKIPPED = 4
 
 
 def _format_context(context: dict[str, Any]) -> str:
@@ -37,8 +40,14 @@ def _format_context(context: dict[str, Any]) -> str:
     return f"{message}: {exc!r}" if exc is not None else message
 
 
-def run_pass(make_loop: _loops.LoopFactory, wl: Workload, n: int) -> float:
-    """Run one pass of ``wl`` on a fresh loop; return the timed seconds."""
+def run_pass(
+    make_loop: _loops.LoopFactory,
+    wl: Workload,
+    n: int,
+    info: dict[str, float] | None = None,
+) -> float:
+    """Run one pass of ``wl`` on a fresh loop; return the timed seconds
+    (and put the workload's ``timer.info`` into ``info``)."""
     gc.collect()
     loop = make_loop()
     errors: list[str] = []
@@ -63,6 +72,8 @@ def run_pass(make_loop: _loops.LoopFactory, wl: Workload, n: int) -> float:
         raise CheckFailed(f"loop reported: {errors[0]}")
     if timer.entries == 0:
         raise RuntimeError(f"workload {wl.name} never entered its timer")
+    if info is not None:
+        info.update(timer.info)
     return timer.elapsed
 
 
@@ -71,8 +82,8 @@ def _emit(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _fail(status: int, error: str) -> NoReturn:
-    _emit({"ok": False, "error": error})
+def _fail(status: int, error: str, **extra: Any) -> NoReturn:
+    _emit({"ok": False, "error": error, **extra})
     sys.exit(status)
 
 
@@ -89,8 +100,12 @@ def _probe(loop_name: str) -> dict[str, Any]:
 def _measure(loop_name: str, wl: Workload, size: int, passes: int) -> dict[str, Any]:
     make_loop = _loops.factory(loop_name)
     warmup = run_pass(make_loop, wl, size)
-    times = [run_pass(make_loop, wl, size) for _ in range(passes)]
-    return {"warmup": warmup, "times": times}
+    infos: list[dict[str, float]] = [{} for _ in range(passes)]
+    times = [run_pass(make_loop, wl, size, info) for info in infos]
+    result: dict[str, Any] = {"warmup": warmup, "times": times}
+    if any(infos):
+        result["info"] = infos
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
             result["size"] = size
     except _loops.NotInstalled as exc:
         _fail(EXIT_NOT_INSTALLED, str(exc))
+    except Skip as exc:
+        _fail(EXIT_SKIPPED, str(exc), skipped=True)
     except CheckFailed as exc:
         _fail(EXIT_FAILED, f"check failed: {exc}")
     except Exception as exc:

@@ -42,6 +42,7 @@ typedef struct {
     PyTypeObject *WritePipeTransportType;
     PyTypeObject *UDPTransportType;     /* udp.c */
     PyTypeObject *ProcessType;          /* process.c */
+    PyTypeObject *FsBatchType;          /* fs.c */
 
     /* Interned names used on the hot path and in hooks. */
     PyObject *str_context;
@@ -65,6 +66,13 @@ typedef struct {
     /* cloop._handles, imported on first use (repr, error reporting, debug
      * helpers are Python: they run per error or per debug callback). */
     PyObject *hooks;
+
+    /* fs.c: UV_USE_IO_URING was a positive number at import, so loops
+     * ask libuv >= 1.49 for its io_uring file operations. */
+    int fs_sqpoll;
+    /* fs.c: libuv serves file requests from io_uring, so chains go as
+     * separate uv_fs_* requests rather than one pool job per file. */
+    int fs_uring;
 } cl_state;
 
 /* A ring buffer of strong references: the loop's ready queue. */
@@ -118,6 +126,19 @@ typedef struct {
 
     /* poll.c: readers and writers by fd; NULL until the first one. */
     cl_pollset *pollset;
+
+    /* poll.c: the stream transport owning each fd (borrowed; each
+     * transport clears its entry), for asyncio's "used by transport"
+     * check in add_reader() and the sock_*() methods. */
+    PyObject **owners;
+    int ownercap;
+
+    /* stream.c: transports with writes coalesced during this turn, flushed
+     * before the loop next polls (strong references). */
+    PyObject **flushq;
+    Py_ssize_t nflush;
+    Py_ssize_t flushcap;
+    char in_run;                /* inside run_turns(): writes coalesce */
 } cl_loop;
 
 /* Take back the GIL released before the poll (see loop.c).  Every libuv
@@ -194,7 +215,13 @@ int cl_poll_traverse(cl_loop *loop, visitproc visit, void *arg);
 extern PyMethodDef cl_dns_methods[];
 
 /* stream.c: stream transports over uv_stream_t (TCP, Unix sockets). */
+int cl_fd_owner_set(cl_loop *loop, int fd, PyObject *transport);
+void cl_fd_owner_clear(cl_loop *loop, int fd, PyObject *transport);
+
 int cl_stream_init(PyObject *module, cl_state *st);
+void cl_stream_flush_all(cl_loop *loop);
+void cl_stream_flush_clear(cl_loop *loop);
+int cl_stream_flush_traverse(cl_loop *loop, visitproc visit, void *arg);
 
 /* udp.c: datagram transports over uv_udp_t. */
 int cl_udp_init(PyObject *module, cl_state *st);
@@ -202,6 +229,9 @@ int cl_udp_init(PyObject *module, cl_state *st);
 /* process.c: child processes over uv_process_t (uv_spawn). */
 extern PyMethodDef cl_process_methods[];
 int cl_process_init(PyObject *module, cl_state *st);
+/* fs.c: file operations on libuv's worker pool (cloop.fs). */
+extern PyMethodDef cl_fs_methods[];
+int cl_fs_init(PyObject *module, cl_state *st);
 
 /* errors.c */
 PyObject *cl_fetch_exc(void);

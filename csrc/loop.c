@@ -338,6 +338,10 @@ run_ready(cl_loop *self)
 static int
 run_turn(cl_loop *self)
 {
+    /* Writes the last turn coalesced go out before the loop polls. */
+    if (self->nflush > 0) {
+        cl_stream_flush_all(self);
+    }
     uv_run_mode mode = prepare_poll(self);
     self->may_block = mode == UV_RUN_ONCE;
     uv_run(self->uvloop, mode);
@@ -378,9 +382,20 @@ run_turns(cl_loop *self, int once)
     }
     Py_INCREF(self);
     int r;
+    self->in_run = 1;
     do {
         r = run_turn(self);
     } while (r == 0 && !once && !self->stopping);
+    self->in_run = 0;
+    if (self->nflush > 0) {
+        /* Nothing coalesces outside a run: send what the last turn
+         * wrote, keeping the exception that ends the run, if any. */
+        PyObject *exc = r < 0 ? cl_fetch_exc() : NULL;
+        cl_stream_flush_all(self);
+        if (exc != NULL) {
+            cl_restore_exc(exc);
+        }
+    }
     Py_DECREF(self);
     if (r < 0) {
         return NULL;
@@ -867,6 +882,7 @@ loop_close_uv(cl_loop *self)
     self->closed = 1;
     ring_clear(&self->ready);
     clear_timers(self);
+    cl_stream_flush_clear(self);
     if (self->uvloop == NULL) {
         return;
     }
@@ -991,6 +1007,9 @@ Loop_tp_traverse(cl_loop *self, visitproc visit, void *arg)
         Py_VISIT(CL_TIMERHANDLE(self->timers.nodes[i]));
     }
     int r = cl_poll_traverse(self, visit, arg);
+    if (r == 0) {
+        r = cl_stream_flush_traverse(self, visit, arg);
+    }
     if (r != 0) {
         return r;
     }
@@ -1006,6 +1025,7 @@ Loop_tp_clear(cl_loop *self)
     ring_clear(&self->ready);
     clear_timers(self);
     cl_poll_close_all(self);
+    cl_stream_flush_clear(self);
     Py_CLEAR(self->pending_exc);
     Py_SETREF(self->task_factory, Py_NewRef(Py_None));
     return 0;
@@ -1021,6 +1041,10 @@ Loop_tp_dealloc(cl_loop *self)
     self->ready.items = NULL;
     cl_timerheap_free(&self->timers);
     cl_handle_clear_freelist(self);
+    PyMem_Free(self->flushq);
+    self->flushq = NULL;
+    PyMem_Free(self->owners);
+    self->owners = NULL;
     Py_CLEAR(self->pending_exc);
     Py_CLEAR(self->thread_id);
     Py_CLEAR(self->task_factory);

@@ -113,7 +113,9 @@ module_exec(PyObject *module)
         add_methods(st->LoopType, cl_dns_methods) < 0 ||
         add_methods(st->LoopType, cl_process_methods) < 0 ||
         cl_process_init(module, st) < 0 ||
-        cl_stream_init(module, st) < 0 || cl_udp_init(module, st) < 0) {
+        add_methods(st->LoopType, cl_fs_methods) < 0 ||
+        cl_stream_init(module, st) < 0 || cl_udp_init(module, st) < 0 ||
+        cl_fs_init(module, st) < 0) {
         return -1;
     }
     INTERN(str_context, "context");
@@ -160,6 +162,7 @@ module_exec(PyObject *module)
     X(WritePipeTransportType)                                               \
     X(UDPTransportType)                                                     \
     X(ProcessType)                                                          \
+    X(FsBatchType)                                                          \
     X(str_context)                                                          \
     X(str_loop)                                                             \
     X(str_check_thread)                                                     \

@@ -565,10 +565,102 @@ Loop_add_writer_private(cl_loop *self, PyObject *const *args,
     return poll_add(self, CL_WRITE, args, nargs, "_add_writer");
 }
 
-/* The public methods return None, as asyncio's do. */
+/* --- fds owned by transports ------------------------------------------ */
+
+int
+cl_fd_owner_set(cl_loop *loop, int fd, PyObject *transport)
+{
+    if (fd >= loop->ownercap) {
+        int cap = loop->ownercap ? loop->ownercap : 64;
+        while (cap <= fd) {
+            cap = cap > INT_MAX / 2 ? INT_MAX : cap * 2;
+        }
+        PyObject **o = PyMem_Realloc(loop->owners, cap * sizeof(*o));
+        if (o == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (int i = loop->ownercap; i < cap; i++) {
+            o[i] = NULL;
+        }
+        loop->owners = o;
+        loop->ownercap = cap;
+    }
+    loop->owners[fd] = transport;
+    return 0;
+}
+
+void
+cl_fd_owner_clear(cl_loop *loop, int fd, PyObject *transport)
+{
+    if (fd >= 0 && fd < loop->ownercap && loop->owners[fd] == transport) {
+        loop->owners[fd] = NULL;
+    }
+}
+
+/* asyncio's _ensure_fd_no_transport(): RuntimeError if the fd belongs to
+ * a transport that is not closing. */
+static int
+ensure_no_transport(cl_loop *loop, PyObject *fdobj)
+{
+    PyObject *num;
+    if (PyLong_Check(fdobj)) {
+        num = Py_NewRef(fdobj);
+    }
+    else {
+        PyObject *r = PyObject_CallMethod(fdobj, "fileno", NULL);
+        num = r == NULL ? NULL : PyNumber_Long(r);
+        Py_XDECREF(r);
+        if (num == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_AttributeError) ||
+                PyErr_ExceptionMatches(PyExc_TypeError) ||
+                PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_ValueError, "Invalid file object: %R",
+                             fdobj);
+            }
+            return -1;
+        }
+    }
+    int overflow;
+    long fd = PyLong_AsLongAndOverflow(num, &overflow);
+    Py_DECREF(num);
+    if (fd == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow || fd < 0 || fd >= loop->ownercap ||
+        loop->owners[fd] == NULL) {
+        return 0;
+    }
+    PyObject *tr = Py_NewRef(loop->owners[fd]);
+    PyObject *res = PyObject_CallMethod(tr, "is_closing", NULL);
+    int closing = res == NULL ? -1 : PyObject_IsTrue(res);
+    Py_XDECREF(res);
+    if (closing == 0) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "File descriptor %R is used by transport %R", fdobj, tr);
+    }
+    Py_DECREF(tr);
+    return closing == 1 ? 0 : -1;
+}
+
+static PyObject *
+Loop_ensure_fd_no_transport(cl_loop *self, PyObject *fd)
+{
+    if (ensure_no_transport(self, fd) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* The public methods check for a transport's fd and return None, as
+ * asyncio's do. */
 static PyObject *
 Loop_add_reader(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (nargs > 0 && ensure_no_transport(self, args[0]) < 0) {
+        return NULL;
+    }
     PyObject *h = poll_add(self, CL_READ, args, nargs, "add_reader");
     if (h == NULL) {
         return NULL;
@@ -580,6 +672,9 @@ Loop_add_reader(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Loop_add_writer(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (nargs > 0 && ensure_no_transport(self, args[0]) < 0) {
+        return NULL;
+    }
     PyObject *h = poll_add(self, CL_WRITE, args, nargs, "add_writer");
     if (h == NULL) {
         return NULL;
@@ -591,11 +686,29 @@ Loop_add_writer(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Loop_remove_reader(cl_loop *self, PyObject *fd)
 {
+    if (ensure_no_transport(self, fd) < 0) {
+        return NULL;
+    }
     return poll_remove(self, CL_READ, fd);
 }
 
 static PyObject *
 Loop_remove_writer(cl_loop *self, PyObject *fd)
+{
+    if (ensure_no_transport(self, fd) < 0) {
+        return NULL;
+    }
+    return poll_remove(self, CL_WRITE, fd);
+}
+
+static PyObject *
+Loop_remove_reader_private(cl_loop *self, PyObject *fd)
+{
+    return poll_remove(self, CL_READ, fd);
+}
+
+static PyObject *
+Loop_remove_writer_private(cl_loop *self, PyObject *fd)
 {
     return poll_remove(self, CL_WRITE, fd);
 }
@@ -613,8 +726,12 @@ PyMethodDef cl_poll_methods[] = {
      METH_FASTCALL, NULL},
     {"_add_writer", (PyCFunction)(void (*)(void))Loop_add_writer_private,
      METH_FASTCALL, NULL},
-    {"_remove_reader", (PyCFunction)Loop_remove_reader, METH_O, NULL},
-    {"_remove_writer", (PyCFunction)Loop_remove_writer, METH_O, NULL},
+    {"_remove_reader", (PyCFunction)Loop_remove_reader_private, METH_O,
+     NULL},
+    {"_remove_writer", (PyCFunction)Loop_remove_writer_private, METH_O,
+     NULL},
+    {"_ensure_fd_no_transport", (PyCFunction)Loop_ensure_fd_no_transport,
+     METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
 

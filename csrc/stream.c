@@ -83,12 +83,22 @@ typedef struct {
     char protocol_paused;       /* pause_writing() called */
     char read_pinned;           /* uv_read_start() active, self pinned */
     char have_pybuf;
+    char flush_queued;          /* on the loop's flush queue */
+    /* Writes coalesced during this turn (bytes objects), sent as one
+     * vectored write before the loop next polls.  Only ever non-empty
+     * while nothing is queued in libuv (write_size == 0). */
+    PyObject **pend;
+    Py_ssize_t npend;
+    Py_ssize_t pendcap;
+    Py_ssize_t pend_size;
+    PyObject *empty_waiter;     /* sendfile's future, or NULL */
 } cl_stream;
 
 typedef struct {
     uv_write_t req;
-    PyObject *data;             /* bytes owning the memory written */
     Py_ssize_t len;
+    Py_ssize_t nobjs;
+    PyObject *objs[];           /* bytes owning the memory written */
 } cl_write_req;
 
 static inline cl_loop *
@@ -431,6 +441,12 @@ read_start(cl_stream *self)
 
 /* --- writing ----------------------------------------------------------- */
 
+/* Coalescing: a write() made while the loop runs, with nothing queued in
+ * libuv, is kept (at most this many bytes and buffers) and sent with the
+ * turn's other writes by cl_stream_flush_all() before the loop polls. */
+#define CL_COALESCE_MAX (64 * 1024)
+#define CL_COALESCE_BUFS 64
+
 static void
 maybe_resume_protocol(cl_stream *self)
 {
@@ -441,91 +457,337 @@ maybe_resume_protocol(cl_stream *self)
     }
 }
 
+/* Settle sendfile's empty waiter: with None (exc NULL) or exc. */
+static void
+settle_empty_waiter(cl_stream *self, PyObject *exc)
+{
+    PyObject *fut = self->empty_waiter;
+    if (fut == NULL) {
+        return;
+    }
+    PyObject *done = PyObject_CallMethod(fut, "done", NULL);
+    int is_done = done == NULL ? -1 : PyObject_IsTrue(done);
+    Py_XDECREF(done);
+    PyObject *res = NULL;
+    if (is_done == 0) {
+        res = exc == NULL
+                  ? PyObject_CallMethod(fut, "set_result", "O", Py_None)
+                  : PyObject_CallMethod(fut, "set_exception", "O", exc);
+    }
+    if (is_done < 0 || (is_done == 0 && res == NULL)) {
+        PyErr_WriteUnraisable(fut);
+    }
+    Py_XDECREF(res);
+}
+
+/* Everything written: sendfile may go on, a closing transport ends. */
+static void
+on_drained(cl_stream *self)
+{
+    settle_empty_waiter(self, NULL);
+    if (self->closing && !self->conn_lost) {
+        self->conn_lost++;
+        if (schedule_connection_lost(self, Py_None) < 0) {
+            cl_loop_stash_exception((cl_loop *)self->loop);
+        }
+    }
+}
+
+/* A write failed: the transport fails, and sendfile's waiter with it. */
+static void
+write_failed(cl_stream *self, int err)
+{
+    PyObject *exc = uv_error_object(err);
+    settle_empty_waiter(self, exc);
+    fatal_error(self, exc, write_error_msg(self));
+}
+
 static void
 on_stream_write(uv_write_t *req, int status)
 {
     cl_write_req *wr = (cl_write_req *)req;
     cl_stream *self = req->data;
     cl_acquire(uv_owner((uv_handle_t *)req->handle));
-    Py_DECREF(wr->data);
+    for (Py_ssize_t i = 0; i < wr->nobjs; i++) {
+        Py_DECREF(wr->objs[i]);
+    }
     self->write_size -= wr->len;
     PyMem_RawFree(wr);
     if (status == UV_ECANCELED) {
         /* abort() or the loop's close dropped the queued data. */
     }
     else if (status < 0) {
-        fatal_error(self, uv_error_object(status),
-                    write_error_msg(self));
+        write_failed(self, status);
     }
     else {
         maybe_resume_protocol(self);
-        if (self->write_size == 0 && self->closing && !self->conn_lost) {
-            self->conn_lost++;
-            if (schedule_connection_lost(self, Py_None) < 0) {
-                cl_loop_stash_exception((cl_loop *)self->loop);
-            }
+        if (self->write_size == 0) {
+            on_drained(self);
         }
     }
     Py_DECREF(self);            /* the request's pin */
 }
 
-/* Queue view[offset:] with uv_write().  data is the object view came
- * from; a bytes is kept as is, anything mutable is snapshotted. */
+/* One uv_write() of bufs (len bytes in all), whose memory the nobjs
+ * objects own; the request keeps its own references to them.  A failure
+ * fails the transport (and returns 0) unless it must end the run. */
 static int
-queue_write(cl_stream *self, PyObject *data, Py_buffer *view,
-            Py_ssize_t offset)
+submit_write(cl_stream *self, PyObject *const *objs, Py_ssize_t nobjs,
+             const uv_buf_t *bufs, size_t nbufs, Py_ssize_t len)
 {
-    cl_write_req *wr = PyMem_RawMalloc(sizeof(*wr));
+    cl_write_req *wr = PyMem_RawMalloc(sizeof(*wr) +
+                                       (size_t)nobjs * sizeof(PyObject *));
     if (wr == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    wr->len = view->len - offset;
+    wr->len = len;
+    wr->nobjs = nobjs;
+    for (Py_ssize_t i = 0; i < nobjs; i++) {
+        wr->objs[i] = Py_NewRef(objs[i]);
+    }
+    wr->req.data = self;
+    /* libuv copies the buffer array. */
+    int err = uv_write(&wr->req, self->handle, bufs, (unsigned int)nbufs,
+                       on_stream_write);
+    if (err < 0) {
+        /* The callback will never run: undo now. */
+        for (Py_ssize_t i = 0; i < nobjs; i++) {
+            Py_DECREF(wr->objs[i]);
+        }
+        PyMem_RawFree(wr);
+        write_failed(self, err);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    Py_INCREF(self);
+    self->write_size += len;
+    return 0;
+}
+
+/* data as a bytes cl_stream may keep: a bytes as is, anything mutable
+ * snapshotted (from offset on). */
+static PyObject *
+owned_bytes(PyObject *data, Py_buffer *view, Py_ssize_t offset)
+{
+    if (PyBytes_CheckExact(data) && offset == 0) {
+        return Py_NewRef(data);
+    }
+    return PyBytes_FromStringAndSize((char *)view->buf + offset,
+                                     view->len - offset);
+}
+
+/* Queue view[offset:] with uv_write(). */
+static int
+queue_write(cl_stream *self, PyObject *data, Py_buffer *view,
+            Py_ssize_t offset)
+{
+    Py_ssize_t len = view->len - offset;
+    PyObject *obj;
     char *base;
     if (PyBytes_CheckExact(data)) {
-        wr->data = Py_NewRef(data);
+        obj = Py_NewRef(data);
         base = (char *)view->buf + offset;
     }
     else {
-        wr->data = PyBytes_FromStringAndSize((char *)view->buf + offset,
-                                             wr->len);
-        if (wr->data == NULL) {
-            PyMem_RawFree(wr);
+        obj = owned_bytes(data, view, offset);
+        if (obj == NULL) {
             return -1;
         }
-        base = PyBytes_AS_STRING(wr->data);
+        base = PyBytes_AS_STRING(obj);
     }
-    /* A uv_buf_t holds at most UINT_MAX bytes; libuv copies the array. */
-    size_t nbufs = (size_t)((wr->len + CL_MAX_BUF - 1) / CL_MAX_BUF);
+    /* A uv_buf_t holds at most UINT_MAX bytes. */
+    size_t nbufs = (size_t)((len + CL_MAX_BUF - 1) / CL_MAX_BUF);
     uv_buf_t one;
     uv_buf_t *bufs = nbufs == 1 ? &one : PyMem_Malloc(nbufs * sizeof(*bufs));
     if (bufs == NULL) {
-        Py_DECREF(wr->data);
-        PyMem_RawFree(wr);
+        Py_DECREF(obj);
         PyErr_NoMemory();
         return -1;
     }
     for (size_t i = 0; i < nbufs; i++) {
         Py_ssize_t at = (Py_ssize_t)i * CL_MAX_BUF;
-        Py_ssize_t n = Py_MIN(CL_MAX_BUF, wr->len - at);
-        bufs[i] = uv_buf_init(base + at, (unsigned int)n);
+        bufs[i] = uv_buf_init(base + at,
+                              (unsigned int)Py_MIN(CL_MAX_BUF, len - at));
     }
-    wr->req.data = self;
-    int err = uv_write(&wr->req, self->handle, bufs, (unsigned int)nbufs,
-                       on_stream_write);
+    int r = submit_write(self, &obj, 1, bufs, nbufs, len);
     if (bufs != &one) {
         PyMem_Free(bufs);
     }
-    if (err < 0) {
-        /* The callback will never run: undo now. */
-        Py_DECREF(wr->data);
-        PyMem_RawFree(wr);
-        fatal_error(self, uv_error_object(err),
-                    write_error_msg(self));
-        return PyErr_Occurred() ? -1 : 0;
+    Py_DECREF(obj);
+    return r;
+}
+
+static void
+pending_clear(cl_stream *self)
+{
+    for (Py_ssize_t i = 0; i < self->npend; i++) {
+        Py_DECREF(self->pend[i]);
     }
-    Py_INCREF(self);
-    self->write_size += wr->len;
+    self->npend = 0;
+    self->pend_size = 0;
+}
+
+/* Keep a write for the flush before the next poll. */
+static int
+pending_add(cl_stream *self, PyObject *data, Py_buffer *view)
+{
+    if (self->npend == self->pendcap) {
+        Py_ssize_t cap = self->pendcap ? self->pendcap * 2 : 8;
+        PyObject **p = PyMem_Realloc(self->pend, (size_t)cap * sizeof(*p));
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->pend = p;
+        self->pendcap = cap;
+    }
+    if (!self->flush_queued) {
+        cl_loop *loop = (cl_loop *)self->loop;
+        if (loop->nflush == loop->flushcap) {
+            Py_ssize_t cap = loop->flushcap ? loop->flushcap * 2 : 16;
+            PyObject **q = PyMem_Realloc(loop->flushq,
+                                         (size_t)cap * sizeof(*q));
+            if (q == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            loop->flushq = q;
+            loop->flushcap = cap;
+        }
+        loop->flushq[loop->nflush++] = Py_NewRef(self);
+        self->flush_queued = 1;
+    }
+    PyObject *obj = owned_bytes(data, view, 0);
+    if (obj == NULL) {
+        return -1;
+    }
+    self->pend[self->npend++] = obj;
+    self->pend_size += view->len;
+    return 0;
+}
+
+/* Fill bufs (room for CL_COALESCE_BUFS) from the coalesced writes. */
+static void
+pending_bufs(cl_stream *self, uv_buf_t *bufs)
+{
+    for (Py_ssize_t i = 0; i < self->npend; i++) {
+        bufs[i] = uv_buf_init(PyBytes_AS_STRING(self->pend[i]),
+                              (unsigned int)PyBytes_GET_SIZE(self->pend[i]));
+    }
+}
+
+/* abort() drops what is buffered, but asyncio would already have handed
+ * this turn's writes to the kernel if it could: do that much. */
+static void
+pending_drop(cl_stream *self)
+{
+    if (self->npend > 0 && self->handle != NULL && self->write_size == 0 &&
+        !self->conn_lost) {
+        uv_buf_t bufs[CL_COALESCE_BUFS];
+        pending_bufs(self, bufs);
+        (void)uv_try_write(self->handle, bufs, (unsigned int)self->npend);
+    }
+    pending_clear(self);
+}
+
+/* Send the coalesced writes: one vectored write now, the rest queued in
+ * libuv as one request.  -1 only with an exception that must propagate
+ * (from pause_writing(), or one that ends the run). */
+static int
+flush_pending(cl_stream *self)
+{
+    Py_ssize_t n = self->npend;
+    Py_ssize_t total = self->pend_size;
+    if (n == 0) {
+        return 0;
+    }
+    if (self->handle == NULL || self->conn_lost) {
+        pending_clear(self);
+        return 0;
+    }
+    uv_buf_t bufs[CL_COALESCE_BUFS];   /* npend never exceeds it */
+    pending_bufs(self, bufs);
+    int r = 0;
+    int sent = uv_try_write(self->handle, bufs, (unsigned int)n);
+    if (sent < 0 && sent != UV_EAGAIN) {
+        write_failed(self, sent);
+        r = PyErr_Occurred() ? -1 : 0;
+    }
+    else if (sent < total) {
+        Py_ssize_t skip = sent < 0 ? 0 : sent;
+        Py_ssize_t i = 0;
+        while (skip >= (Py_ssize_t)bufs[i].len) {
+            skip -= bufs[i].len;
+            i++;
+        }
+        bufs[i].base += skip;
+        bufs[i].len -= (unsigned int)skip;
+        r = submit_write(self, self->pend + i, n - i, bufs + i,
+                         (size_t)(n - i),
+                         total - (sent < 0 ? 0 : sent));
+    }
+    pending_clear(self);
+    if (r < 0 || self->conn_lost) {
+        return r;
+    }
+    if (self->write_size == 0) {
+        on_drained(self);
+    }
+    else if (self->write_size > self->high_water && !self->protocol_paused) {
+        return call_noargs((PyObject *)self, "_maybe_pause_protocol");
+    }
+    return 0;
+}
+
+void
+cl_stream_flush_all(cl_loop *loop)
+{
+    /* A flush may call the protocol, which may write again: take the
+     * queue as it is and go round until it stays empty. */
+    while (loop->nflush > 0) {
+        PyObject **q = loop->flushq;
+        Py_ssize_t n = loop->nflush;
+        Py_ssize_t cap = loop->flushcap;
+        loop->flushq = NULL;
+        loop->nflush = loop->flushcap = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            cl_stream *self = (cl_stream *)q[i];
+            self->flush_queued = 0;
+            if (flush_pending(self) < 0) {
+                cl_loop_stash_exception(loop);
+            }
+            Py_DECREF(self);
+        }
+        if (loop->flushq == NULL) {
+            loop->flushq = q;   /* keep the array for the next turn */
+            loop->flushcap = cap;
+        }
+        else {
+            PyMem_Free(q);
+        }
+    }
+}
+
+/* The loop closes: what was not flushed is dropped. */
+void
+cl_stream_flush_clear(cl_loop *loop)
+{
+    Py_ssize_t n = loop->nflush;
+    loop->nflush = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        cl_stream *self = (cl_stream *)loop->flushq[i];
+        self->flush_queued = 0;
+        pending_clear(self);
+        Py_DECREF(self);
+    }
+}
+
+int
+cl_stream_flush_traverse(cl_loop *loop, visitproc visit, void *arg)
+{
+    for (Py_ssize_t i = 0; i < loop->nflush; i++) {
+        Py_VISIT(loop->flushq[i]);
+    }
     return 0;
 }
 
@@ -542,6 +804,11 @@ Stream_write(cl_stream *self, PyObject *data)
     if (self->eof) {
         PyErr_SetString(PyExc_RuntimeError,
                         "Cannot call write() after write_eof()");
+        return NULL;
+    }
+    if (self->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "unable to write; sendfile is in progress");
         return NULL;
     }
     Py_buffer view;
@@ -565,6 +832,28 @@ Stream_write(cl_stream *self, PyObject *data)
         self->conn_lost++;
         Py_RETURN_NONE;
     }
+    if (self->write_size == 0 && ((cl_loop *)self->loop)->in_run &&
+        self->pend_size + view.len <= Py_MIN(self->high_water,
+                                             CL_COALESCE_MAX) &&
+        self->npend < CL_COALESCE_BUFS) {
+        int r = pending_add(self, data, &view);
+        PyBuffer_Release(&view);
+        if (r < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    /* Too much to keep: what was kept goes first, then this. */
+    if (self->npend > 0) {
+        if (flush_pending(self) < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        if (self->conn_lost || self->handle == NULL) {
+            PyBuffer_Release(&view);
+            Py_RETURN_NONE;
+        }
+    }
     Py_ssize_t done = 0;
     if (self->write_size == 0) {
         /* Nothing queued: try to send right away, as asyncio does. */
@@ -576,8 +865,7 @@ Stream_write(cl_stream *self, PyObject *data)
         }
         else if (n != UV_EAGAIN) {
             PyBuffer_Release(&view);
-            fatal_error(self, uv_error_object(n),
-                        write_error_msg(self));
+            write_failed(self, n);
             if (PyErr_Occurred()) {
                 return NULL;
             }
@@ -594,6 +882,36 @@ Stream_write(cl_stream *self, PyObject *data)
             return NULL;
         }
     }
+    Py_RETURN_NONE;
+}
+
+/* sendfile: a future done once everything written so far has gone. */
+static PyObject *
+Stream_make_empty_waiter(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
+        return NULL;
+    }
+    PyObject *fut = PyObject_CallMethod(self->loop, "create_future", NULL);
+    if (fut == NULL) {
+        return NULL;
+    }
+    self->empty_waiter = fut;
+    if (self->write_size == 0 && self->pend_size == 0) {
+        PyObject *res = PyObject_CallMethod(fut, "set_result", "O", Py_None);
+        if (res == NULL) {
+            return NULL;
+        }
+        Py_DECREF(res);
+    }
+    return Py_NewRef(fut);
+}
+
+static PyObject *
+Stream_reset_empty_waiter(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_CLEAR(self->empty_waiter);
     Py_RETURN_NONE;
 }
 
@@ -623,7 +941,11 @@ Stream_write_eof(cl_stream *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     self->eof = 1;
-    if (self->handle == NULL) {
+    /* What this turn coalesced goes before the shutdown. */
+    if (flush_pending(self) < 0) {
+        return NULL;
+    }
+    if (self->handle == NULL || self->conn_lost) {
         Py_RETURN_NONE;
     }
     /* libuv shuts the write side down once queued writes are done. */
@@ -653,7 +975,7 @@ Stream_can_write_eof(cl_stream *Py_UNUSED(self), PyObject *Py_UNUSED(i))
 static PyObject *
 Stream_get_write_buffer_size(cl_stream *self, PyObject *Py_UNUSED(i))
 {
-    return PyLong_FromSsize_t(self->write_size);
+    return PyLong_FromSsize_t(self->write_size + self->pend_size);
 }
 
 /* --- closing ----------------------------------------------------------- */
@@ -666,7 +988,8 @@ Stream_close(cl_stream *self, PyObject *Py_UNUSED(ignored))
     }
     self->closing = 1;
     read_stop(self);
-    if (self->write_size == 0) {
+    /* With data coalesced or queued, the flush ends the connection. */
+    if (self->write_size == 0 && self->pend_size == 0) {
         self->conn_lost++;
         if (schedule_connection_lost(self, Py_None) < 0) {
             return NULL;
@@ -682,6 +1005,7 @@ Stream_force_close(cl_stream *self, PyObject *exc)
         Py_RETURN_NONE;
     }
     /* Queued data is dropped: closing the handle cancels the writes. */
+    pending_drop(self);
     if (self->write_size > 0) {
         close_handle(self);
     }
@@ -700,6 +1024,15 @@ Stream_abort(cl_stream *self, PyObject *Py_UNUSED(ignored))
     return Stream_force_close(self, Py_None);
 }
 
+static void
+disown_fd(cl_stream *self)
+{
+    if (self->loop != NULL) {
+        cl_fd_owner_clear((cl_loop *)self->loop, self->sock_fd,
+                          (PyObject *)self);
+    }
+}
+
 static PyObject *
 Stream_call_connection_lost(cl_stream *self, PyObject *exc)
 {
@@ -716,6 +1049,7 @@ Stream_call_connection_lost(cl_stream *self, PyObject *exc)
     Py_SETREF(self->protocol, Py_NewRef(Py_None));
     PyObject *err = res == NULL ? cl_fetch_exc() : NULL;
     close_handle(self);
+    disown_fd(self);
     PyObject *sock = self->sock;
     self->sock = Py_NewRef(Py_None);
     if (sock != Py_None && call_noargs(sock, "close") < 0) {
@@ -736,6 +1070,18 @@ Stream_call_connection_lost(cl_stream *self, PyObject *exc)
         Py_XDECREF(r);
     }
     Py_DECREF(server);
+    pending_clear(self);
+    if (self->empty_waiter != NULL) {
+        PyObject *exc2 = PyObject_CallFunction(
+            PyExc_ConnectionError, "s", "Connection is closed by peer");
+        if (exc2 == NULL) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+        else {
+            settle_empty_waiter(self, exc2);
+            Py_DECREF(exc2);
+        }
+    }
     if (err != NULL) {
         Py_XDECREF(res);
         cl_restore_exc(err);
@@ -746,9 +1092,30 @@ Stream_call_connection_lost(cl_stream *self, PyObject *exc)
 
 /* The loop is closing: let libuv go, leave the transport open as asyncio
  * leaves it when its selector closes (its finaliser then warns). */
+/* sendfile() writes to the socket directly: its fd is then not the
+ * transport's for asyncio's "used by transport" check. */
+static PyObject *
+Stream_cl_own_fd(cl_stream *self, PyObject *flag)
+{
+    int own = PyObject_IsTrue(flag);
+    if (own < 0) {
+        return NULL;
+    }
+    if (!own) {
+        disown_fd(self);
+    }
+    else if (self->kind == CL_SOCKET && self->sock != Py_None &&
+             cl_fd_owner_set((cl_loop *)self->loop, self->sock_fd,
+                             (PyObject *)self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 Stream_cl_detach(cl_stream *self, PyObject *Py_UNUSED(ignored))
 {
+    pending_clear(self);
     close_handle(self);
     Py_RETURN_NONE;
 }
@@ -912,6 +1279,12 @@ Stream_init(cl_stream *self, PyObject *args, PyObject *kwds)
         cl_raise_uv_error(err);
         return -1;
     }
+    if (kind == CL_SOCKET && cl_fd_owner_set(lp, fd, (PyObject *)self) < 0) {
+        /* uv_close() closes libuv's copy of the fd. */
+        h->data = NULL;
+        uv_close((uv_handle_t *)h, on_stream_close);
+        return -1;
+    }
     h->data = self;
     self->handle = h;
     self->sock_fd = fd;
@@ -956,6 +1329,7 @@ Stream_traverse(cl_stream *self, visitproc visit, void *arg)
     Py_VISIT(self->protocol);
     Py_VISIT(self->server);
     Py_VISIT(self->read_exc);
+    Py_VISIT(self->empty_waiter);
     return 0;
 }
 
@@ -970,6 +1344,7 @@ Stream_clear(cl_stream *self)
     Py_XSETREF(self->protocol, Py_NewRef(Py_None));
     Py_XSETREF(self->server, Py_NewRef(Py_None));
     Py_CLEAR(self->read_exc);
+    Py_CLEAR(self->empty_waiter);
     return 0;
 }
 
@@ -990,7 +1365,11 @@ Stream_dealloc(cl_stream *self)
         h->data = NULL;
         uv_close((uv_handle_t *)h, on_stream_close);
     }
+    disown_fd(self);
     PyMem_RawFree(self->rbuf);
+    pending_clear(self);
+    PyMem_Free(self->pend);
+    Py_CLEAR(self->empty_waiter);
     Py_CLEAR(self->extra);
     Py_CLEAR(self->sock);
     Py_CLEAR(self->protocol);
@@ -1025,6 +1404,11 @@ static PyMethodDef Stream_methods[] = {
     {"resume_reading", (PyCFunction)Stream_resume_reading, METH_NOARGS,
      NULL},
     {"get_protocol", (PyCFunction)Stream_get_protocol, METH_NOARGS, NULL},
+    {"_cl_own_fd", (PyCFunction)Stream_cl_own_fd, METH_O, NULL},
+    {"_make_empty_waiter", (PyCFunction)Stream_make_empty_waiter,
+     METH_NOARGS, NULL},
+    {"_reset_empty_waiter", (PyCFunction)Stream_reset_empty_waiter,
+     METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

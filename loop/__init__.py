@@ -18,7 +18,7 @@ import warnings
 from asyncio import events, unix_events
 from typing import Any, Coroutine, TypeVar
 
-from . import _cloop
+from . import _cloop, fs
 from ._cloop import Handle, TimerHandle
 from ._loop import Loop
 
@@ -28,6 +28,7 @@ __all__ = [
     "Loop",
     "TimerHandle",
     "features",
+    "fs",
     "install",
     "new_event_loop",
     "run",
@@ -100,18 +101,23 @@ def _atoi(text: str) -> int:
 def features() -> dict[str, Any]:
     """What this cloop runs on: the libuv in use, io_uring, build flags.
 
-    io_uring needs libuv >= 1.45 on Linux.  libuv 1.45 to 1.48 use it
-    unless UV_USE_IO_URING=0; from 1.49 it is off unless
-    UV_USE_IO_URING=1 (CVE-2024-22017).  See docs/io_uring.md.
+    io_uring needs libuv >= 1.45 on Linux.  libuv 1.45 to 1.48 run file
+    operations on it unless UV_USE_IO_URING=0; from 1.49 it is off unless
+    UV_USE_IO_URING is a positive number (CVE-2024-22017), and cloop then
+    asks libuv for it on each loop.  See docs/io_uring.md.
     """
     info = _cloop.build_info()
     version = info["libuv_version_hex"]
+    compiled = _hex(info["libuv_compiled_version"])
     available = sys.platform.startswith("linux") and version >= 0x012D00
     setting = os.environ.get("UV_USE_IO_URING")
     if not available:
         enabled = False
     elif version >= 0x013100:
-        enabled = setting is not None and _atoi(setting) != 0
+        # Opt-in: libuv wants the loop flag (cloop sets it when built
+        # with libuv >= 1.49 headers) and a positive UV_USE_IO_URING.
+        enabled = (compiled >= 0x013100 and setting is not None
+                   and _atoi(setting) > 0)
     else:
         enabled = setting is None or _atoi(setting) != 0
     return {
@@ -125,10 +131,21 @@ def features() -> dict[str, Any]:
     }
 
 
+def _hex(version: str) -> int:
+    major, minor, patch = (int(x) for x in version.split("."))
+    return (major << 16) | (minor << 8) | patch
+
+
 def _threadpool_size() -> int:
-    # libuv reads UV_THREADPOOL_SIZE once, clamped to 1..1024, default 4.
-    try:
-        size = int(os.environ.get("UV_THREADPOOL_SIZE", "4"))
-    except ValueError:
-        size = 4
-    return max(1, min(size, 1024)) if size else 1
+    # libuv reads UV_THREADPOOL_SIZE with atoi() into an unsigned int
+    # when its pool starts: 0 means 1, anything above 1024 (a negative
+    # number wraps around) means 1024; unset means 4.
+    setting = os.environ.get("UV_THREADPOOL_SIZE")
+    if setting is None:
+        return 4
+    size = _atoi(setting)
+    if size == 0:
+        return 1
+    if size < 0 or size > 1024:
+        return 1024
+    return size

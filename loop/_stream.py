@@ -54,6 +54,7 @@ class _SocketTransport(_TransportMixin, _cloop.StreamTransport):  # type: ignore
     """A TCP or Unix socket transport (asyncio's _SelectorSocketTransport)."""
 
     _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: Any,
                  waiter: Any = None, extra: Any = None,
@@ -179,6 +180,24 @@ class StreamMixin:
                                waiter: Any = None, *, extra: Any = None,
                                server: Any = None) -> Any:
         return _SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    async def _sendfile_native(self, transp: Any, file: Any, offset: int,
+                               count: int | None) -> int:
+        # As asyncio's selector loop: wait for the transport's buffer to
+        # drain, then send from the file straight to its socket.
+        resume_reading = transp.is_reading()
+        transp.pause_reading()
+        await transp._make_empty_waiter()
+        transp._cl_own_fd(False)
+        try:
+            sent: int = await self.sock_sendfile(  # type: ignore[attr-defined]
+                transp._sock, file, offset, count, fallback=False)
+            return sent
+        finally:
+            transp._cl_own_fd(True)
+            transp._reset_empty_waiter()
+            if resume_reading:
+                transp.resume_reading()
 
     # --- servers -----------------------------------------------------
 

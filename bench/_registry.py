@@ -54,9 +54,9 @@ __all__ = [
 # Modules (relative to this package) that define workloads, in table order.
 _MODULES = (
     "workloads",
-    "proc_workloads",
     "net",
     "fs_workloads",
+    "proc_workloads",
 )
 
 

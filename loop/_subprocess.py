@@ -69,6 +69,11 @@ _NO_FILENAME_ERRNOS = frozenset(
 )
 _HAS_PIDFD = hasattr(os, "pidfd_open")
 
+# False sends every spawn through subprocess.Popen (with the loop still
+# reaping the child through a pidfd).  libuv 1.44's uv_spawn fork()s, where
+# Popen vfork()s; see "Spawn cost" in docs/subprocess.md.
+_USE_UV_SPAWN = True
+
 
 class _Fallback(Exception):
     """The fast path cannot give Popen's exact result: use Popen."""
@@ -201,6 +206,8 @@ def _uv_spawn(loop: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
               on_exit: Callable[[int], object]) -> _UVPopen:
     """Spawn with uv_spawn as Popen would; raise _Fallback when that cannot
     be exact."""
+    if not _USE_UV_SPAWN:
+        raise _Fallback
     for key, value in kwargs.items():
         if key in _FAST_KEYWORDS:
             continue

@@ -808,3 +808,40 @@ def test_pipesize(loop):
         return out
 
     assert run(loop, main()) == b"x\n"
+
+
+# --- cloop's Popen path for everything ----------------------------------------
+
+
+@pytest.fixture
+def popen_path(cloop_mod, monkeypatch):
+    """cloop with every spawn sent through subprocess.Popen."""
+    from cloop import _subprocess
+    monkeypatch.setattr(_subprocess, "_USE_UV_SPAWN", False)
+    loop = cloop_mod.new_event_loop()
+    try:
+        yield loop
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("test", [
+    test_communicate_large,
+    test_callback_order,
+    test_exit_before_pipes_close,
+    test_kill_mid_output_keeps_written_data,
+    test_get_pipe_transport,
+    test_many_concurrent_children,
+    test_close_kills_running_child,
+    test_transport_api,
+    test_sigchld_handler_does_not_hide_exits,
+    test_missing_executable,
+], ids=lambda f: f.__name__)
+def test_popen_path(popen_path, test):
+    test(popen_path)
+
+
+def test_popen_path_loop_close_with_child_running(cloop_mod, monkeypatch):
+    from cloop import _subprocess
+    monkeypatch.setattr(_subprocess, "_USE_UV_SPAWN", False)
+    test_loop_close_with_child_running(cloop_mod.new_event_loop, "cloop")

@@ -528,7 +528,43 @@ done:
     return result;
 }
 
+/* _cl_spawn_check(fds, restore_signals) -> bool: can uv_spawn give the
+ * child what Popen would, for these inherited fds?  The same checks as
+ * _cl_spawn() makes, done before Python commits to the fast path (so a
+ * fallback to Popen never repeats its warnings or audit events). */
+static PyObject *
+Loop_cl_spawn_check(cl_loop *Py_UNUSED(loop), PyObject *const *args,
+                    Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyTuple_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_cl_spawn_check(fds: tuple, restore_signals)");
+        return NULL;
+    }
+    int restore = PyObject_IsTrue(args[1]);
+    if (restore < 0) {
+        return NULL;
+    }
+    if (signals_differ(restore)) {
+        Py_RETURN_FALSE;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args[0]); i++) {
+        int fd;
+        if (as_int(PyTuple_GET_ITEM(args[0], i), &fd) < 0) {
+            return NULL;
+        }
+        if (fd < 0 || fcntl(fd, F_GETFD) < 0) {
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
 PyMethodDef cl_process_methods[] = {
+    {"_cl_spawn_check",
+     (PyCFunction)(void (*)(void))Loop_cl_spawn_check, METH_FASTCALL,
+     "_cl_spawn_check(fds, restore_signals) -> bool: can uv_spawn "
+     "reproduce Popen here?"},
     {"_cl_spawn", (PyCFunction)(void (*)(void))Loop_cl_spawn, METH_FASTCALL,
      "_cl_spawn(file, args, env, cwd, stdio, detached, close_fds, "
      "restore_signals, on_exit): spawn a child with uv_spawn."},

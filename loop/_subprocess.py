@@ -223,6 +223,22 @@ def _uv_spawn(loop: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
     restore_signals = kwargs.get("restore_signals", True)
     if not restore_signals:
         raise _Fallback
+    keep = sorted({int(fd) for fd in pass_fds})
+    if keep and keep[0] < 0:
+        raise _Fallback
+    inherited = [fd for fd in keep if fd >= 3]
+    for obj, default in ((stdin, 0), (stdout, 1), (stderr, 2)):
+        if obj is None:
+            inherited.append(default)
+        elif obj == subprocess.STDOUT and default == 2:
+            if stdout is None:
+                inherited.append(sys.__stdout__.fileno())  # type: ignore[union-attr]
+        elif obj not in (subprocess.PIPE, subprocess.DEVNULL):
+            inherited.append(_fileno(obj))
+    # Signals and fds uv_spawn would treat differently; checked before
+    # anything observable (warnings, audit events) happens.
+    if not loop._cl_spawn_check(tuple(inherited), restore_signals):
+        raise _Fallback
 
     # What Popen.__init__ and _execute_child do before they fork.
     if pass_fds and not close_fds:
@@ -260,9 +276,6 @@ def _uv_spawn(loop: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
         # reports ENOENT.
         raise _Fallback
     cwd_b = None if cwd is None else os.fsencode(cwd)
-    keep = sorted({int(fd) for fd in pass_fds})
-    if keep and keep[0] < 0:
-        raise _Fallback
 
     # The pipes, as Popen._get_handles() makes them.
     to_close_parent: list[int] = []  # the parent's ends, on failure

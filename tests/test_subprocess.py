@@ -677,6 +677,24 @@ def test_pass_fds_and_close_fds(loop):
             os.close(fd)
 
 
+def test_fallback_warns_once(loop):
+    # An ignored signal sends cloop to Popen: Popen's warning comes once.
+    r, w = os.pipe()
+    old = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rc, out = run(loop, exec_to_file("true", close_fds=False,
+                                             pass_fds=(w,)))
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+        os.close(r)
+        os.close(w)
+    assert rc == 0
+    assert [str(x.message) for x in caught
+            if x.category is RuntimeWarning] == ["pass_fds overriding close_fds."]
+
+
 def test_start_new_session(loop):
     rc, out = run(loop, exec_to_file(
         PY, "-c", "import os; print(os.getsid(0) == os.getpid())",

@@ -10,8 +10,9 @@ with ``_start()`` replaced:
   module does on the parent side what ``subprocess.Popen`` does before it
   forks (argument and environment conversion, the PATH it searches, the
   pipes, which fd goes where) and hands the result to C.  libuv reaps the
-  child; its exit is reported to the transport as asyncio's child watcher
-  reports it (one ``call_soon`` later).
+  child (or cloop does, when the child's pidfd reports the exit first);
+  the exit reaches the transport as asyncio's child watchers report it
+  (one ``call_soon`` later).
 * Options ``uv_spawn`` cannot reproduce exactly (``preexec_fn``,
   ``umask``, ``user``, ``group``, ``extra_groups``, ``process_group``,
   ``restore_signals=False``, ``pipesize``, and anything unknown) and
@@ -34,7 +35,6 @@ import errno
 import functools
 import io
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -195,6 +195,11 @@ class _UVPopen(subprocess.Popen):  # type: ignore[type-arg]
         self._cl_returncode = os.waitstatus_to_exitcode(status)
 
 
+def _stdout_fd() -> int:
+    """Where Popen sends stderr=STDOUT when stdout is inherited."""
+    return sys.__stdout__.fileno()  # type: ignore[union-attr]
+
+
 def _fileno(obj: Any) -> int:
     if isinstance(obj, int):
         return obj
@@ -232,7 +237,7 @@ def _uv_spawn(loop: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
             inherited.append(default)
         elif obj == subprocess.STDOUT and default == 2:
             if stdout is None:
-                inherited.append(sys.__stdout__.fileno())  # type: ignore[union-attr]
+                inherited.append(_stdout_fd())
         elif obj not in (subprocess.PIPE, subprocess.DEVNULL):
             inherited.append(_fileno(obj))
     # Signals and fds uv_spawn would treat differently; checked before
@@ -321,7 +326,7 @@ def _uv_spawn(loop: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
             p_stderr = r
         elif stderr == subprocess.STDOUT:
             if stdout is None:
-                stdio[2] = sys.__stdout__.fileno()  # type: ignore[union-attr]
+                stdio[2] = _stdout_fd()
             else:
                 stdio[2] = stdio[1]
         elif stderr == subprocess.DEVNULL:
@@ -344,9 +349,8 @@ def _uv_spawn(loop: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
             err = exc.errno
             if err in _NO_FILENAME_ERRNOS:
                 raise OSError(err, os.strerror(err)) from None
-            if cwd is not None and not (
-                os.path.isdir(cwd_b) and os.access(cwd_b, os.X_OK)  # type: ignore[arg-type]
-            ):
+            if cwd_b is not None and not (os.path.isdir(cwd_b)
+                                          and os.access(cwd_b, os.X_OK)):
                 filename = cwd
             else:
                 filename = orig_executable
@@ -386,7 +390,7 @@ class _SubprocessTransport(base_subprocess.BaseSubprocessTransport):
 class _PopenWatch:
     """A Popen child the loop reaps: its pidfd, or a waiting thread."""
 
-    def __init__(self, loop: Any, proc: subprocess.Popen,  # type: ignore[type-arg]
+    def __init__(self, loop: Any, proc: Any,
                  on_exit: Callable[[int], object]) -> None:
         self.loop = loop
         self.proc = proc
@@ -457,7 +461,7 @@ class SubprocessMixin:
         self.call_soon(transport._process_exited,  # type: ignore[attr-defined]
                        returncode)
 
-    def _cl_watch_popen(self, proc: subprocess.Popen,  # type: ignore[type-arg]
+    def _cl_watch_popen(self, proc: Any,
                         on_exit: Callable[[int], object]) -> None:
         self._cl_children_map()[proc.pid] = _PopenWatch(self, proc, on_exit)
 

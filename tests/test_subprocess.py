@@ -250,7 +250,8 @@ def test_exit_before_pipes_close(loop):
         proto.process_exited = lambda: (
             proto.events.append(("process_exited",)), exited.set_result(None))
         transport, _ = await loop.subprocess_exec(
-            lambda: proto, "sh", "-c", "exec 3<&0; (read x <&3; echo late $x) & exit 5",
+            lambda: proto, "sh", "-c",
+            "exec 3<&0; (read x <&3; echo late $x) & exit 5",
             stderr=DEVNULL)
         await exited
         assert transport.get_returncode() == 5
@@ -440,7 +441,7 @@ def test_null_byte_in_args(loop):
     run(loop, main())
 
 
-# --- signals and close --------------------------------------------------------
+# --- signals and close ----------------------------------------------------
 
 
 @pytest.mark.parametrize("how,sig", [
@@ -691,8 +692,9 @@ def test_fallback_warns_once(loop):
         os.close(r)
         os.close(w)
     assert rc == 0
-    assert [str(x.message) for x in caught
-            if x.category is RuntimeWarning] == ["pass_fds overriding close_fds."]
+    messages = [str(x.message) for x in caught
+                if x.category is RuntimeWarning]
+    assert messages == ["pass_fds overriding close_fds."]
 
 
 def test_start_new_session(loop):
@@ -828,7 +830,7 @@ def test_pipesize(loop):
     assert run(loop, main()) == b"x\n"
 
 
-# --- cloop's Popen path for everything ----------------------------------------
+# --- cloop's Popen path for everything ------------------------------------
 
 
 @pytest.fixture

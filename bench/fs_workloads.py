@@ -13,9 +13,9 @@ that run on every loop like the others:
 * ``fs_<what>_sync``: the same calls in a synchronous loop inside one
   coroutine (it blocks the loop; the baseline for raw cost).
 
-Compare the ``fs_read_100`` row's cloop column with the
-``fs_read_100_executor`` row's asyncio column and the ``fs_read_100_sync``
-row.  Files live in a fresh temporary directory per pass, created and
+The relative-speed table pairs ``fs_<what>`` with ``fs_<what>_executor``
+and ``fs_<what>_sync`` with ``fs_<what>``; also compare the ``fs_read_100``
+row's cloop column with the ``fs_read_100_executor`` row's asyncio column.  Files live in a fresh temporary directory per pass, created and
 removed outside the timing; the page cache is warm after the warm-up.
 Full sizes count repetitions of the whole batch.
 """
@@ -112,6 +112,12 @@ def _reader(count: int, body: Body) -> Callable[[asyncio.AbstractEventLoop, int,
     return run
 
 
+def _vs(base: str, suffix: str) -> str | None:
+    """The relative-speed pairs: the cloop.fs row against the executor
+    row, the synchronous row against the cloop.fs row."""
+    return {"": base + "_executor", "_sync": base}.get(suffix)
+
+
 def _register_read(count: int, full: int, quick: int) -> None:
     for suffix, body, how in [
         ("", _read_fs, "cloop.fs.read_files()"),
@@ -120,7 +126,8 @@ def _register_read(count: int, full: int, quick: int) -> None:
     ]:
         func = _reader(count, body)
         func.__doc__ = f"Read {count} files of 4 KiB with {how}."
-        workload(full=full, quick=quick, name=f"fs_read_{count}{suffix}")(func)
+        workload(full=full, quick=quick, name=f"fs_read_{count}{suffix}",
+                 vs=_vs(f"fs_read_{count}", suffix))(func)
 
 
 _register_read(100, full=40, quick=8)
@@ -161,7 +168,8 @@ for _suffix, _body, _how in [
         _run(loop, n, timer, 100, _body, _check_write)
 
     _writer.__doc__ = f"Write 100 files of 4 KiB with {_how}."
-    workload(full=20, quick=4, name=f"fs_write_100{_suffix}")(_writer)
+    workload(full=20, quick=4, name=f"fs_write_100{_suffix}",
+             vs=_vs("fs_write_100", _suffix))(_writer)
 
 
 # --- stat ------------------------------------------------------------------
@@ -197,4 +205,5 @@ for _suffix, _body, _how in [
         _run(loop, n, timer, 1000, _body, _check_stat)
 
     _stater.__doc__ = f"os.stat() of 1,000 paths with {_how}."
-    workload(full=8, quick=2, name=f"fs_stat_1000{_suffix}")(_stater)
+    workload(full=8, quick=2, name=f"fs_stat_1000{_suffix}",
+             vs=_vs("fs_stat_1000", _suffix))(_stater)

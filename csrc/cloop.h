@@ -55,6 +55,9 @@ typedef struct {
     PyObject *str_call_soon;
     PyObject *str_call_soon_threadsafe;
     PyObject *str_call_at;
+    PyObject *str_data_received;
+    PyObject *str_buffer_updated;
+    PyObject *str_get_buffer;
 
     /* ("loop",): kwnames for creating futures. */
     PyObject *kwnames_loop;

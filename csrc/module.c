@@ -128,6 +128,9 @@ module_exec(PyObject *module)
     INTERN(str_call_soon, "call_soon");
     INTERN(str_call_soon_threadsafe, "call_soon_threadsafe");
     INTERN(str_call_at, "call_at");
+    INTERN(str_data_received, "data_received");
+    INTERN(str_buffer_updated, "buffer_updated");
+    INTERN(str_get_buffer, "get_buffer");
     INTERN(str_name, "name");
     st->kwnames_loop = PyTuple_Pack(1, st->str_loop);
     if (st->kwnames_loop == NULL) {
@@ -173,6 +176,9 @@ module_exec(PyObject *module)
     X(str_call_soon)                                                        \
     X(str_call_soon_threadsafe)                                             \
     X(str_call_at)                                                          \
+    X(str_data_received)                                                    \
+    X(str_buffer_updated)                                                   \
+    X(str_get_buffer)                                                       \
     X(kwnames_loop)                                                         \
     X(str_name)                                                             \
     X(Future)                                                               \

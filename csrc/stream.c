@@ -244,8 +244,15 @@ on_stream_alloc(uv_handle_t *handle, size_t Py_UNUSED(suggested),
         return;
     }
     /* asyncio asks the protocol for a buffer of any size (-1). */
-    PyObject *obj = PyObject_CallMethod(self->protocol, "get_buffer", "i",
-                                        -1);
+    PyObject *obj = NULL;
+    PyObject *size = PyLong_FromLong(-1);
+    if (size != NULL) {
+        PyObject *args[2] = {self->protocol, size};
+        obj = PyObject_VectorcallMethod(
+            ((cl_loop *)self->loop)->state->str_get_buffer, args,
+            2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(size);
+    }
     if (obj != NULL) {
         if (PyObject_GetBuffer(obj, &self->pybuf, PyBUF_WRITABLE) == 0) {
             if (self->pybuf.len == 0) {
@@ -379,18 +386,18 @@ on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         PyBuffer_Release(&self->pybuf);
     }
     if (nread > 0) {
-        PyObject *res;
-        if (self->buffered) {
-            res = PyObject_CallMethod(self->protocol, "buffer_updated", "n",
-                                      (Py_ssize_t)nread);
-        }
-        else {
-            PyObject *data = PyBytes_FromStringAndSize(buf->base, nread);
-            res = data == NULL ? NULL
-                               : PyObject_CallMethod(self->protocol,
-                                                     "data_received", "O",
-                                                     data);
-            Py_XDECREF(data);
+        cl_state *st = ((cl_loop *)self->loop)->state;
+        PyObject *arg = self->buffered
+                            ? PyLong_FromSsize_t((Py_ssize_t)nread)
+                            : PyBytes_FromStringAndSize(buf->base, nread);
+        PyObject *res = NULL;
+        if (arg != NULL) {
+            PyObject *args[2] = {self->protocol, arg};
+            res = PyObject_VectorcallMethod(
+                self->buffered ? st->str_buffer_updated
+                               : st->str_data_received,
+                args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            Py_DECREF(arg);
         }
         if (res == NULL) {
             on_protocol_read_error(self);

@@ -56,6 +56,7 @@ _MODULES = (
     "workloads",
     "net",
     "fs_workloads",
+    "proc_workloads",
 )
 
 

@@ -41,6 +41,7 @@ typedef struct {
     PyTypeObject *ReadPipeTransportType;
     PyTypeObject *WritePipeTransportType;
     PyTypeObject *UDPTransportType;     /* udp.c */
+    PyTypeObject *ProcessType;          /* process.c */
     PyTypeObject *FsBatchType;          /* fs.c */
 
     /* Interned names used on the hot path and in hooks. */
@@ -250,6 +251,9 @@ int cl_stream_flush_traverse(cl_loop *loop, visitproc visit, void *arg);
 /* udp.c: datagram transports over uv_udp_t. */
 int cl_udp_init(PyObject *module, cl_state *st);
 
+/* process.c: child processes over uv_process_t (uv_spawn). */
+extern PyMethodDef cl_process_methods[];
+int cl_process_init(PyObject *module, cl_state *st);
 /* fs.c: file operations on libuv's worker pool (cloop.fs). */
 extern PyMethodDef cl_fs_methods[];
 int cl_fs_init(PyObject *module, cl_state *st);

@@ -127,6 +127,8 @@ module_exec(PyObject *module)
                  (PyObject *)st->HandleType) < 0 ||
         add_methods(st->LoopType, cl_poll_methods) < 0 ||
         add_methods(st->LoopType, cl_dns_methods) < 0 ||
+        add_methods(st->LoopType, cl_process_methods) < 0 ||
+        cl_process_init(module, st) < 0 ||
         add_methods(st->LoopType, cl_fs_methods) < 0 ||
         cl_stream_init(module, st) < 0 || cl_udp_init(module, st) < 0 ||
         cl_fs_init(module, st) < 0) {
@@ -178,6 +180,7 @@ module_exec(PyObject *module)
     X(ReadPipeTransportType)                                                \
     X(WritePipeTransportType)                                               \
     X(UDPTransportType)                                                     \
+    X(ProcessType)                                                          \
     X(FsBatchType)                                                          \
     X(str_context)                                                          \
     X(str_loop)                                                             \

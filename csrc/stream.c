@@ -1255,6 +1255,19 @@ Stream_cl_own_fd(cl_stream *self, PyObject *flag)
     Py_RETURN_NONE;
 }
 
+/* transport._pipe = None (asyncio's tests do it to silence the
+ * finaliser): forget the pipe object without closing it. */
+static PyObject *
+Stream_cl_forget(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    pending_clear(self);
+    drop_pending_read(self);
+    close_handle(self);
+    disown_fd(self);
+    Py_SETREF(self->sock, Py_NewRef(Py_None));
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 Stream_cl_detach(cl_stream *self, PyObject *Py_UNUSED(ignored))
 {
@@ -1554,6 +1567,7 @@ static PyMethodDef Stream_methods[] = {
      NULL},
     {"get_protocol", (PyCFunction)Stream_get_protocol, METH_NOARGS, NULL},
     {"_cl_own_fd", (PyCFunction)Stream_cl_own_fd, METH_O, NULL},
+    {"_cl_forget", (PyCFunction)Stream_cl_forget, METH_NOARGS, NULL},
     {"_make_empty_waiter", (PyCFunction)Stream_make_empty_waiter,
      METH_NOARGS, NULL},
     {"_reset_empty_waiter", (PyCFunction)Stream_reset_empty_waiter,

@@ -27,6 +27,7 @@ from ._stream import StreamMixin
 from ._udp import DatagramMixin
 from ._sock import SockMixin
 from ._tls import TLSMixin
+from ._subprocess import SubprocessMixin
 
 __all__ = ["Loop"]
 
@@ -41,6 +42,7 @@ class Loop(  # type: ignore[misc]
     SockMixin,
     TLSMixin,
     DNSMixin,
+    SubprocessMixin,
     base_events.BaseEventLoop,
 ):
     """An asyncio event loop whose engine is C on libuv."""

@@ -67,6 +67,16 @@ class _PipeTransportMixin(_TransportMixin):
     def _pipe(self) -> Any:
         return self._sock
 
+    @_pipe.setter
+    def _pipe(self, value: Any) -> None:
+        # asyncio's transports keep the pipe in a plain attribute, and
+        # code (CPython's tests) sets it to None to drop a transport
+        # without closing it or being warned.
+        if value is not None:
+            raise ValueError("only None can be assigned to _pipe")
+        self._cl_unwatch()
+        self._cl_forget()  # type: ignore[attr-defined]
+
     def _cl_info(self) -> list[str]:
         info = [self.__class__.__name__]
         if self._sock is None:

@@ -55,6 +55,7 @@ MODULES = (
     "test_ssl",
     "test_sslproto",
     "test_buffered_proto",
+    "test_subprocess",  # subprocesses (issue 4)
 )
 
 def _slowdown() -> float:

@@ -70,38 +70,30 @@ EXPECTED_FAILURES: dict[str, list[XFail]] = {
             ),
         ),
     ],
-    # Added with the stream transports (issue 3, stream helper).
-    "test_streams": [
-        XFail(
-            "not-yet",
-            "The test starts a child process with "
-            "asyncio.create_subprocess_exec() to write into the pipe it "
-            "reads; cloop has no subprocess transports yet "
-            "(NotImplementedError from BaseEventLoop).",
-            ("StreamTests.test_read_all_from_pipe_reader",),
-        ),
-        XFail(
-            "not-yet",
-            "Knock-on effect of the subprocess entry above: that test "
-            "leaves its read pipe transport and file open when "
-            "subprocess_exec() raises, and this test's gc.collect() inside "
-            "assertWarns(ResourceWarning) counts their two warnings too "
-            "(3 != 1).  Passes when run alone.",
-            ("StreamTests.test_unclosed_resource_warnings",),
-        ),
-    ],
-    # The networking parts of EventLoopTestsMixin (issue 3, conformance).
-    "test_events": [
+    # --- subprocess (issue 4, section 1): begin ---------------------------
+    "test_subprocess": [
         XFail(
             "internals",
-            "The test's assertions pass; its clean-up then assigns None to "
-            "the pipe transports' private _pipe attribute (a plain "
-            "attribute in asyncio), which cloop's C pipe transport exposes "
-            "as a read-only property (loop/_pipe.py), so the assignment "
-            "raises AttributeError.",
-            ("CloopEventLoopTests.test_unclosed_pipe_transport",),
+            "The test patches subprocess.Popen to make the spawn fail; "
+            "cloop spawns with uv_spawn and calls Popen only for the "
+            "options uv_spawn cannot express, so the patch never fires.  "
+            "The failure path it guards (pipes closed, no warning when the "
+            "spawn fails) is covered by tests/test_subprocess.py.",
+            (
+                "Subprocess*WatcherTests.test_popen_error",
+                "Subprocess*WatcherTests.test_popen_error_with_stdin_pipe",
+            ),
+        ),
+        XFail(
+            "internals",
+            "The test installs an inactive asyncio child watcher and "
+            "expects subprocess creation to fail; cloop reaps its children "
+            "itself and never consults asyncio's child watchers, by design.",
+            ("GenericWatcherTests."
+             "test_create_subprocess_fails_with_inactive_watcher",),
         ),
     ],
+    # --- subprocess (issue 4, section 1): end -----------------------------
 }
 
 

@@ -1304,3 +1304,95 @@ def test_debug_log_of_connection_errors(loop, caplog, direction):
     rec = records[0]
     assert rec.levelno == logging.DEBUG
     assert rec.exc_info is not None and rec.exc_info[1] is exc
+
+
+# --- datagram sendto() with bad addresses -------------------------------
+
+# asyncio's sendto() on an unconnected endpoint calls socket.sendto(): an
+# OSError from it goes to error_received() (the transport stays open), any
+# other exception is fatal for the transport.  The oracle is a plain
+# socket's sendto() on the running Python.
+BAD_ADDRESSES = {
+    "short": ("127.0.0.1",),
+    "port-70000": ("127.0.0.1", 70000),
+    "port-neg": ("127.0.0.1", -1),
+    "port-str": ("127.0.0.1", "80"),
+    "port-float": ("127.0.0.1", 80.0),
+    "triple": ("127.0.0.1", 80, 0),
+    "v6-literal": ("::1", 80),
+    "bytes-host": (b"127.0.0.1", 80),
+    "empty-host": ("", 80),
+    "broadcast-name": ("<broadcast>", 80),
+    "none-host": (None, 80),
+    "list": ["127.0.0.1", 80],
+    "str": "127.0.0.1",
+    "int": 5,
+    "long-label": ("a" * 64 + ".invalid", 80),
+    "nul-host": ("127.0.0.1\x00", 80),
+}
+
+# (family, case) where cloop is known to differ from asyncio.
+SENDTO_CLOOP_BUGS = {
+    (socket.AF_INET, "port-70000"), (socket.AF_INET, "port-neg"),
+    (socket.AF_INET, "empty-host"), (socket.AF_INET, "broadcast-name"),
+    (socket.AF_INET, "none-host"), (socket.AF_INET, "list"),
+    (socket.AF_INET, "str"), (socket.AF_INET, "int"),
+    (socket.AF_INET, "long-label"), (socket.AF_INET, "nul-host"),
+    (socket.AF_INET6, "port-70000"), (socket.AF_INET6, "port-neg"),
+    (socket.AF_INET6, "empty-host"), (socket.AF_INET6, "broadcast-name"),
+    (socket.AF_INET6, "none-host"), (socket.AF_INET6, "list"),
+    (socket.AF_INET6, "str"), (socket.AF_INET6, "int"),
+    (socket.AF_INET6, "long-label"), (socket.AF_INET6, "nul-host"),
+}
+
+
+def _plain_sendto_outcome(family, addr):
+    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        try:
+            s.sendto(b"x", addr)
+        except OSError as exc:
+            return ("error_received", type(exc), str(exc))
+        except Exception as exc:
+            return ("fatal", type(exc), str(exc))
+    return ("sent",)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ADDRESSES))
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6],
+                         ids=["v4", "v6"])
+def test_udp_sendto_bad_address(loop, loop_name, request, family, case):
+    if family == socket.AF_INET6 and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    if loop_name == "cloop" and (family, case) in SENDTO_CLOOP_BUGS:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "cloop bug: UDP sendto() address checks/resolution differ from "
+            "socket.sendto() (loop/_udp.py _cl_resolve_addr)")))
+    addr = BAD_ADDRESSES[case]
+    expected = _plain_sendto_outcome(family, addr)
+    contexts = _handler(loop)
+    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+
+    async def main():
+        t, p = await loop.create_datagram_endpoint(
+            lambda: DProto(loop), local_addr=(host, 0), family=family)
+        t.sendto(b"x", addr)
+        await asyncio.sleep(0.01)
+        closing = t.is_closing()
+        t.close()
+        exc = await p.lost
+        return p, closing, exc
+
+    p, closing, lost_exc = loop.run_until_complete(main())
+    if p.errors:
+        got = ("error_received", type(p.errors[0]), str(p.errors[0]))
+    elif contexts:
+        ctx = contexts[0]
+        assert ctx["message"] == "Fatal write error on datagram transport"
+        got = ("fatal", type(ctx["exception"]), str(ctx["exception"]))
+        assert lost_exc is ctx["exception"]
+    else:
+        got = ("sent",)
+    assert got == expected
+    assert closing == (expected[0] == "fatal")

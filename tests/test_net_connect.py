@@ -963,3 +963,119 @@ def test_close_clients_flushes(loop):
         await w.wait_closed()
 
     loop.run_until_complete(main())
+
+
+def test_unix_server_path_errors(loop):
+    with tempfile.TemporaryDirectory() as d:
+        regular = os.path.join(d, "regular")
+        open(regular, "w").close()
+        before = fd_count()
+
+        async def main():
+            out = {}
+            for key, path in (("regular", regular),
+                              ("missing-dir", os.path.join(d, "no", "s")),
+                              ("too-long", os.path.join(d, "x" * 120))):
+                try:
+                    await loop.create_unix_server(asyncio.Protocol, path)
+                except Exception as exc:
+                    out[key] = exc
+            return out
+
+        out = loop.run_until_complete(main())
+        gc.collect()
+        assert fd_count() == before
+    assert type(out["regular"]) is OSError
+    assert out["regular"].errno == errno.EADDRINUSE
+    assert str(out["regular"]) == (
+        f"[Errno {errno.EADDRINUSE}] Address {regular!r} is already in use")
+    assert type(out["missing-dir"]) is FileNotFoundError
+    assert type(out["too-long"]) is OSError
+    assert str(out["too-long"]) == "AF_UNIX path too long"
+
+
+def test_unix_server_replaces_live_socket_file(loop):
+    """A path bound by another live socket is unlinked and rebound (asyncio
+    only checks that it is a socket); bytes paths work too."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "live")
+        other = socket.socket(socket.AF_UNIX)
+        other.bind(path)
+        other.listen()
+
+        class Closer(asyncio.Protocol):
+            def connection_made(self, tr):
+                tr.close()
+
+        async def main():
+            srv = await loop.create_unix_server(Closer, os.fsencode(path))
+            assert srv.sockets[0].getsockname() == path
+            r, w = await asyncio.open_unix_connection(path)
+            assert await r.read() == b""
+            w.close()
+            await w.wait_closed()
+            srv.close()
+            await srv.wait_closed()
+
+        try:
+            loop.run_until_complete(main())
+        finally:
+            other.close()
+
+
+def test_unix_abstract_namespace(loop):
+    name = f"\0cloop-test-{os.getpid()}-{id(loop)}"
+    made = []
+
+    async def main():
+        srv = await loop.create_unix_server(
+            lambda: type("P", (asyncio.Protocol,), {
+                "connection_made": lambda self, tr: made.append(tr)})(),
+            name)
+        assert srv.sockets[0].getsockname() == name.encode()
+        tr, _ = await loop.create_unix_connection(asyncio.Protocol, name)
+        for _ in range(200):
+            if made:
+                break
+            await asyncio.sleep(0.005)
+        assert len(made) == 1
+        tr.close()
+        made[0].close()
+        srv.close()
+        await srv.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+@needs_ipv6
+def test_server_all_interfaces(loop):
+    """host=None (and ""): one socket per family, on the wildcard address."""
+
+    async def main():
+        out = []
+        for host in (None, ""):
+            srv = await loop.create_server(asyncio.Protocol, host, 0)
+            out.append(sorted((s.family, s.getsockname()[0])
+                              for s in srv.sockets))
+            srv.close()
+            await srv.wait_closed()
+        return out
+
+    for socks in loop.run_until_complete(main()):
+        assert socks == [(socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")]
+
+
+def test_server_host_list_bad_name_closes_bound(loop):
+    """A name in the host list that does not resolve fails the whole call;
+    nothing stays bound."""
+    before = fd_count()
+
+    async def main():
+        with pytest.raises(socket.gaierror):
+            await loop.create_server(asyncio.Protocol,
+                                     ["127.0.0.1", "256.1.1.1"], 0,
+                                     flags=socket.AI_NUMERICHOST)
+
+    loop.run_until_complete(main())
+    gc.collect()
+    assert fd_count() == before

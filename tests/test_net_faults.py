@@ -159,7 +159,7 @@ def run_emfile_scenario(loop, monkeypatch, spare, n_clients=3, backlog=3):
 
     Returns (made during exhaustion, contexts during exhaustion, made in
     the end, contexts in the end)."""
-    monkeypatch.setattr(asyncio.constants, "ACCEPT_RETRY_DELAY", 0.05)
+    monkeypatch.setattr(asyncio.constants, "ACCEPT_RETRY_DELAY", 0.02)
     contexts = []
     # Handler calls made from one callback (before the loop moves on) form
     # a group: its size is how many failed accept() calls one wake-up made.
@@ -204,7 +204,7 @@ def run_emfile_scenario(loop, monkeypatch, spare, n_clients=3, backlog=3):
                 for c in clients:
                     assert c.connect_ex(addr) in (0, errno.EINPROGRESS)
                 # Let the server wake up and fail (more than one retry).
-                for _ in range(20):
+                for _ in range(10):
                     await asyncio.sleep(0.01)
                 during = (len(made), list(contexts))
             finally:
@@ -221,7 +221,7 @@ def run_emfile_scenario(loop, monkeypatch, spare, n_clients=3, backlog=3):
                 c.close()
             # asyncio schedules one retry per failed accept() and does not
             # cancel them when the server closes: let them all run first.
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.08)
             srv.close()
             await srv.wait_closed()
         return during, srv
@@ -1396,3 +1396,27 @@ def test_udp_sendto_bad_address(loop, loop_name, request, family, case):
         got = ("sent",)
     assert got == expected
     assert closing == (expected[0] == "fatal")
+
+
+def test_close_loop_with_connect_pending(loop_factory):
+    """loop.close() while create_connection() waits on a connect that never
+    completes: the task is reported destroyed when collected and its
+    socket is closed (fds back to where they were before the loop)."""
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_net_connect import BlackHole
+
+    hole = BlackHole()
+    before = fd_count()
+    loop = loop_factory()
+    contexts = _handler(loop)
+    task = loop.create_task(
+        loop.create_connection(asyncio.Protocol, "127.0.0.1", hole.port))
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert not task.done()
+    loop.close()
+    del task
+    gc.collect()
+    hole.close()
+    assert [c["message"] for c in contexts] == [
+        "Task was destroyed but it is pending!"]
+    assert fd_count() <= before - 2

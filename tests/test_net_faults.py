@@ -1420,3 +1420,91 @@ def test_close_loop_with_connect_pending(loop_factory):
     assert [c["message"] for c in contexts] == [
         "Task was destroyed but it is pending!"]
     assert fd_count() <= before - 2
+
+
+# --- BufferedProtocol.get_buffer() returning unusable objects -------------
+
+GET_BUFFER_RESULTS = {
+    "bytes": lambda: b"readonly",
+    "none": lambda: None,
+    "int": lambda: 5,
+    "str": lambda: "abc",
+    "memoryview-readonly": lambda: memoryview(b"abcdef"),
+    "memoryview-strided": lambda: memoryview(bytearray(16))[::2],
+    "memoryview-2d": lambda: memoryview(bytearray(16)).cast("B", (4, 4)),
+    "array": lambda: __import__("array").array("i", [0] * 4),
+}
+GET_BUFFER_CLOOP_BUGS = {"bytes", "none", "int", "str", "memoryview-readonly",
+                         "memoryview-strided"}
+
+
+def _get_buffer_oracle(make):
+    """What asyncio's _read_ready__get_buffer() does with this buffer:
+    len() (failing: the get_buffer() error), then sock.recv_into()
+    (failing: a fatal read error)."""
+    buf = make()
+    try:
+        if not len(buf):
+            raise RuntimeError("get_buffer() returned an empty buffer")
+    except Exception as exc:
+        return ("Fatal error: protocol.get_buffer() call failed.",
+                type(exc), str(exc))
+    a, b = socket.socketpair()
+    with a, b:
+        b.send(b"0123456789")
+        try:
+            a.recv_into(buf)
+        except Exception as exc:
+            return ("Fatal read error on socket transport", type(exc),
+                    str(exc))
+    return None
+
+
+@pytest.mark.parametrize("case", sorted(GET_BUFFER_RESULTS))
+def test_get_buffer_unusable(loop, loop_name, request, case):
+    if loop_name == "cloop" and case in GET_BUFFER_CLOOP_BUGS:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "cloop bug: get_buffer() results the buffer protocol refuses "
+            "fail as BufferError/TypeError from PyObject_GetBuffer "
+            "reported as a get_buffer() failure; asyncio fails in len() or "
+            "in recv_into() ('Fatal read error on socket transport')")))
+    make = GET_BUFFER_RESULTS[case]
+    expected = _get_buffer_oracle(make)
+
+    class BP(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.lost = loop.create_future()
+            self.updates = []
+
+        def get_buffer(self, n):
+            return make()
+
+        def buffer_updated(self, n):
+            self.updates.append(n)
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    contexts = _handler(loop)
+
+    async def main():
+        tr, pr, peer = await pair(loop, BP)
+        peer.send(b"0123456789")
+        if expected is None:
+            await wait_until(lambda: sum(pr.updates) >= 10)
+            assert not tr.is_closing()
+            tr.close()
+        exc = await asyncio.wait_for(pr.lost, 5)
+        peer.close()
+        return tr, pr, exc
+
+    tr, pr, exc = loop.run_until_complete(main())
+    if expected is None:
+        assert exc is None and contexts == []
+        return
+    assert len(contexts) == 1
+    ctx = contexts[0]
+    assert (ctx["message"], type(ctx["exception"]), str(ctx["exception"])) \
+        == expected
+    assert ctx["exception"] is exc
+    assert ctx["transport"] is tr and ctx["protocol"] is pr

@@ -1508,3 +1508,79 @@ def test_get_buffer_unusable(loop, loop_name, request, case):
         == expected
     assert ctx["exception"] is exc
     assert ctx["transport"] is tr and ctx["protocol"] is pr
+
+
+# --- write() with unusual buffers ------------------------------------------
+
+
+@xfail_cloop("write() of a non-contiguous memoryview raises BufferError "
+             "to the caller; asyncio's write() passes it to sock.send(), "
+             "whose BufferError is a fatal write error (handler called, "
+             "connection_lost(exc))")
+def test_write_non_contiguous_memoryview(loop):
+    contexts = _handler(loop)
+
+    async def main():
+        tr, pr, peer = await pair(loop)
+        try:
+            tr.write(memoryview(bytearray(b"abcdefgh"))[::2])
+            exc = await asyncio.wait_for(pr.lost, 5)
+        finally:
+            tr.abort()
+            peer.close()
+            await pr.lost
+        return tr, pr, exc
+
+    tr, pr, exc = loop.run_until_complete(main())
+    assert type(exc) is BufferError
+    assert [c["message"] for c in contexts] == [
+        "Fatal write error on socket transport"]
+    assert contexts[0]["exception"] is exc
+
+
+@xfail_cloop("the TypeError for a non-bytes write() names the type by its "
+             "tp_name ('array.array'); asyncio uses type(data).__name__")
+def test_write_type_error_message(loop):
+    import array
+
+    async def main():
+        tr, pr, peer = await pair(loop)
+        try:
+            with pytest.raises(TypeError) as ei:
+                tr.write(array.array("b", b"AB"))
+            assert not tr.is_closing()
+        finally:
+            tr.close()
+            peer.close()
+        await pr.lost
+        return str(ei.value)
+
+    assert loop.run_until_complete(main()) == (
+        "data argument must be a bytes-like object, not 'array'")
+
+
+@pytest.mark.parametrize("kind", ["2d", "int-items", "readonly"])
+def test_write_multidimensional_and_wide_memoryviews(loop, kind):
+    """Contiguous memoryviews of any shape or item size are sent as their
+    raw bytes when written to an idle transport."""
+    import array
+
+    view = {
+        "2d": lambda: memoryview(bytearray(b"abcdefgh")).cast("B", (2, 4)),
+        "int-items": lambda: memoryview(array.array("i", [1, 2])),
+        "readonly": lambda: memoryview(b"abc"),
+    }[kind]()
+    raw = view.tobytes()
+
+    async def main():
+        tr, pr, peer = await pair(loop)
+        tr.write(view)
+        got = b""
+        while len(got) < len(raw):
+            got += await loop.sock_recv(peer, 100)
+        tr.close()
+        await pr.lost
+        peer.close()
+        return got
+
+    assert loop.run_until_complete(main()) == raw

@@ -1584,3 +1584,41 @@ def test_write_multidimensional_and_wide_memoryviews(loop, kind):
         return got
 
     assert loop.run_until_complete(main()) == raw
+
+
+def test_udp_sendto_non_contiguous_is_fatal(loop):
+    contexts = _handler(loop)
+
+    async def main():
+        t, p = await loop.create_datagram_endpoint(
+            lambda: DProto(loop), local_addr=("127.0.0.1", 0))
+        t.sendto(memoryview(bytearray(b"abcdefgh"))[::2],
+                 t.get_extra_info("sockname"))
+        assert t.is_closing()
+        return await p.lost
+
+    exc = loop.run_until_complete(main())
+    assert type(exc) is BufferError
+    assert [c["message"] for c in contexts] == [
+        "Fatal write error on datagram transport"]
+
+
+@xfail_cloop("the TypeError for non-bytes sendto() data names the type by "
+             "its tp_name ('array.array'); asyncio uses type(data).__name__")
+def test_udp_sendto_type_error_message(loop):
+    import array
+
+    async def main():
+        t, p = await loop.create_datagram_endpoint(
+            lambda: DProto(loop), local_addr=("127.0.0.1", 0))
+        try:
+            with pytest.raises(TypeError) as ei:
+                t.sendto(array.array("b", b"AB"), t.get_extra_info("sockname"))
+            assert not t.is_closing()
+        finally:
+            t.close()
+            await p.lost
+        return str(ei.value)
+
+    assert loop.run_until_complete(main()) == (
+        "data argument must be a bytes-like object, not 'array'")

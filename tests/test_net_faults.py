@@ -1622,3 +1622,61 @@ def test_udp_sendto_type_error_message(loop):
 
     assert loop.run_until_complete(main()) == (
         "data argument must be a bytes-like object, not 'array'")
+
+
+# --- writelines() ------------------------------------------------------------
+
+
+def _writelines_xfail(loop_name, request):
+    if loop_name == "cloop" and PY312:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "cloop bug: writelines() is write(b''.join(...)) (3.11's "
+            "WriteTransport.writelines); 3.12+ asyncio has its own "
+            "writelines() with its own error messages")))
+
+
+def test_writelines_after_write_eof_message(loop, loop_name, request):
+    _writelines_xfail(loop_name, request)
+    name = "writelines" if PY312 else "write"
+
+    async def main():
+        tr, pr, peer = await pair(loop)
+        tr.write_eof()
+        try:
+            with pytest.raises(RuntimeError) as ei:
+                tr.writelines([b"x"])
+        finally:
+            tr.close()
+            peer.close()
+            await pr.lost
+        return str(ei.value)
+
+    assert loop.run_until_complete(main()) == (
+        f"Cannot call {name}() after write_eof()")
+
+
+def test_writelines_bad_item(loop, loop_name, request):
+    """A non-bytes item raises TypeError and nothing is sent."""
+    _writelines_xfail(loop_name, request)
+    try:
+        b"".join([b"a", "s"])
+    except TypeError as exc:
+        join_msg = str(exc)
+    expected = ("memoryview: a bytes-like object is required, not 'str'"
+                if PY312 else join_msg)
+
+    async def main():
+        tr, pr, peer = await pair(loop)
+        try:
+            with pytest.raises(TypeError) as ei:
+                tr.writelines([b"a", "s"])
+            assert tr.get_write_buffer_size() == 0
+            tr.write(b"after")
+            assert await loop.sock_recv(peer, 100) == b"after"
+        finally:
+            tr.close()
+            peer.close()
+            await pr.lost
+        return str(ei.value)
+
+    assert loop.run_until_complete(main()) == expected

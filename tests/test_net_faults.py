@@ -1680,3 +1680,56 @@ def test_writelines_bad_item(loop, loop_name, request):
         return str(ei.value)
 
     assert loop.run_until_complete(main()) == expected
+
+
+# --- flow-control thresholds ---------------------------------------------
+
+
+def test_pause_resume_thresholds_exact(loop):
+    """pause_writing() when the buffer exceeds high (strictly), also from
+    set_write_buffer_limits(); resume_writing() once it drains to low."""
+
+    async def main():
+        tr, pr, peer = await pair(loop)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        tr.set_write_buffer_limits(high=1 << 30)
+        # Fill the socket until writes stay queued in the transport (a
+        # transport may also queue briefly before it flushes).
+        while True:
+            tr.write(b"f" * 65536)
+            await asyncio.sleep(0.005)
+            if tr.get_write_buffer_size() > 0:
+                break
+        size = tr.get_write_buffer_size()
+        assert size > 0
+        assert "pause" not in pr.events
+        tr.set_write_buffer_limits(high=size, low=0)
+        assert "pause" not in pr.events          # size == high: no pause
+        tr.write(b"1")
+        assert pr.events[-1] == "pause"          # size > high
+        tr.write(b"2" * 100)
+        assert pr.events.count("pause") == 1     # once
+        tr.set_write_buffer_limits(high=1 << 30, low=0)
+        assert "resume" not in pr.events         # raising high resumes not
+        tr.set_write_buffer_limits(high=1, low=0)
+        assert pr.events.count("pause") == 1
+        total = size + 101
+        got = 0
+        while "resume" not in pr.events:
+            data = await loop.sock_recv(peer, 1 << 20)
+            assert data
+            got += len(data)
+        assert tr.get_write_buffer_size() == 0
+        assert pr.events.count("resume") == 1
+        tr.close()
+        while True:
+            data = await loop.sock_recv(peer, 1 << 20)
+            if not data:
+                break
+            got += len(data)
+        await pr.lost
+        peer.close()
+        return got, total
+
+    got, total = loop.run_until_complete(main())
+    assert got >= total

@@ -21,6 +21,7 @@ import socket
 import struct
 import sys
 import tempfile
+import typing
 import warnings
 
 import pytest
@@ -48,7 +49,6 @@ class Recorder(asyncio.Protocol):
         self.transport = None
         self.made = loop.create_future()
         self.lost = loop.create_future()
-        self.max_buffer = 0
 
     def connection_made(self, transport):
         self.transport = transport
@@ -153,12 +153,19 @@ class FdExhaustion:
         resource.setrlimit(resource.RLIMIT_NOFILE, (self.soft, self.hard))
 
 
+class EmfileResult(typing.NamedTuple):
+    made_during: int          # connections served while out of fds
+    contexts_during: list     # handler calls while out of fds
+    made: int                 # connections served in the end
+    contexts: list            # all handler calls
+    groups: list              # handler calls per accept wake-up
+
+
 def run_emfile_scenario(loop, monkeypatch, spare, n_clients=3, backlog=3):
     """Start a server, exhaust fds (leaving `spare`), connect n_clients
     (sockets made beforehand), wait, free fds, wait for all to be served.
 
-    Returns (made during exhaustion, contexts during exhaustion, made in
-    the end, contexts in the end)."""
+    Returns an EmfileResult."""
     monkeypatch.setattr(asyncio.constants, "ACCEPT_RETRY_DELAY", 0.02)
     contexts = []
     # Handler calls made from one callback (before the loop moves on) form
@@ -224,20 +231,18 @@ def run_emfile_scenario(loop, monkeypatch, spare, n_clients=3, backlog=3):
             await asyncio.sleep(0.08)
             srv.close()
             await srv.wait_closed()
-        return during, srv
+        return during
 
-    (n_during, ctx_during), srv = loop.run_until_complete(main())
-    run_emfile_scenario.groups = groups
-    return n_during, ctx_during, len(made), contexts, srv
+    n_during, ctx_during = loop.run_until_complete(main())
+    return EmfileResult(n_during, ctx_during, len(made), contexts, groups)
 
 
 def test_accept_out_of_fds_recovers(loop, monkeypatch, caplog):
-    n_during, ctx_during, n_made, contexts, srv = run_emfile_scenario(
-        loop, monkeypatch, spare=0)
-    assert n_during == 0
-    assert n_made == 3
-    assert contexts
-    for ctx in contexts:
+    res = run_emfile_scenario(loop, monkeypatch, spare=0)
+    assert res.made_during == 0
+    assert res.made == 3
+    assert res.contexts
+    for ctx in res.contexts:
         assert keys_are(ctx, "message", "exception", "socket")
         assert ctx["message"] == "socket.accept() out of system resource"
         assert type(ctx["exception"]) is OSError
@@ -256,11 +261,9 @@ def test_accept_out_of_fds_recovers(loop, monkeypatch, caplog):
 def test_accept_out_of_fds_reports_each_attempt(loop, monkeypatch):
     """asyncio's accept loop does not stop at EMFILE: each of the backlog
     accept() attempts of that wake-up fails and is reported."""
-    n_during, ctx_during, n_made, contexts, srv = run_emfile_scenario(
-        loop, monkeypatch, spare=0, backlog=3)
-    groups = run_emfile_scenario.groups
-    assert groups
-    assert set(groups) == {3}
+    res = run_emfile_scenario(loop, monkeypatch, spare=0, backlog=3)
+    assert res.groups
+    assert set(res.groups) == {3}
 
 
 @xfail_cloop("a connection accept() took is dropped when dup() of its fd "
@@ -269,11 +272,10 @@ def test_accept_out_of_fds_reports_each_attempt(loop, monkeypatch):
 def test_accept_with_one_fd_left(loop, monkeypatch):
     """With a single free descriptor, asyncio accepts (and serves) one
     connection, then reports EMFILE for the next ones."""
-    n_during, ctx_during, n_made, contexts, srv = run_emfile_scenario(
-        loop, monkeypatch, spare=1)
-    assert n_during == 1
-    assert ctx_during
-    assert n_made == 3
+    res = run_emfile_scenario(loop, monkeypatch, spare=1)
+    assert res.made_during == 1
+    assert res.contexts_during
+    assert res.made == 3
 
 
 # --- peers that reset ------------------------------------------------------

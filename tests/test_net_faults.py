@@ -1857,3 +1857,54 @@ def test_streams_handler_raising(loop):
     assert keys_are(contexts[0], "message", "exception", "transport")
     assert isinstance(contexts[0]["exception"], ZeroDivisionError)
     assert contexts[0]["transport"].is_closing()
+
+
+def test_set_protocol_switches_between_plain_and_buffered(loop):
+    events = []
+
+    class BP(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(3)
+
+        def get_buffer(self, sizehint):
+            events.append("get_buffer")
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            events.append(("updated", bytes(self.buf[:nbytes])))
+
+    class P(asyncio.Protocol):
+        def connection_made(self, tr):
+            self.tr = tr
+
+        def data_received(self, data):
+            events.append(("data", data))
+            self.tr.set_protocol(BP())
+
+    class P2(asyncio.Protocol):
+        def data_received(self, data):
+            events.append(("p2", data))
+
+        def eof_received(self):
+            events.append("eof")
+
+        def connection_lost(self, exc):
+            events.append(("lost", exc))
+
+    async def main():
+        a, b = socket.socketpair()
+        tr, _ = await loop.connect_accepted_socket(P, a)
+        b.send(b"12")
+        await wait_until(lambda: events)
+        b.send(b"34567")
+        await wait_until(lambda: ("updated", b"67") in events)
+        tr.set_protocol(P2())
+        b.send(b"89")
+        b.shutdown(socket.SHUT_WR)
+        await wait_until(lambda: events[-1] == ("lost", None))
+        b.close()
+
+    loop.run_until_complete(main())
+    assert events == [
+        ("data", b"12"), "get_buffer", ("updated", b"345"), "get_buffer",
+        ("updated", b"67"), ("p2", b"89"), "eof", ("lost", None)]

@@ -92,6 +92,7 @@ typedef struct {
     char read_pinned;           /* uv_read_start() active, self pinned */
     char have_pybuf;
     char rpend_set;             /* a read waits for delivery */
+    char detached;              /* the loop closed under the transport */
     char rqueued;               /* on the ready queue for delivery */
     char flush_queued;          /* on the loop's flush queue */
     /* Writes coalesced during this turn (bytes objects), sent as one
@@ -310,6 +311,8 @@ debug_log(cl_stream *self, int level, const char *what)
 
 /* A read pipe ends at EOF: eof_received() and connection_lost(None) are
  * called soon, in that order, as asyncio's _UnixReadPipeTransport does. */
+static void queue_delivery(cl_stream *self);
+
 static void
 on_pipe_eof(cl_stream *self)
 {
@@ -344,7 +347,15 @@ on_eof(cl_stream *self)
     PyObject *res = PyObject_CallMethod(self->protocol, "eof_received",
                                         NULL);
     if (res == NULL) {
-        fatal_error(self, cl_fetch_exc(),
+        PyObject *exc = cl_fetch_exc();
+        if (cl_exc_is_fatal(exc)) {
+            /* KeyboardInterrupt leaves asyncio's reader registered: the
+             * EOF is reported again on the next turn. */
+            self->rpend = UV_EOF;
+            self->rpend_set = 1;
+            queue_delivery(self);
+        }
+        fatal_error(self, exc,
                     "Fatal error: protocol.eof_received() call failed.");
         return;
     }
@@ -530,7 +541,11 @@ cl_stream_deliver(cl_loop *loop, PyObject *obj)
     else if (nread == UV_ENOBUFS && self->read_exc != NULL) {
         PyObject *exc = self->read_exc;
         self->read_exc = NULL;
-        read_stop(self);
+        if (!cl_exc_is_fatal(exc)) {
+            /* KeyboardInterrupt from get_buffer() ends the run; asyncio
+             * reads on in later turns. */
+            read_stop(self);
+        }
         fatal_error(self, exc,
                     data == NULL && self->buffered
                         ? "Fatal error: protocol.get_buffer() call failed."
@@ -652,10 +667,14 @@ on_stream_write(uv_write_t *req, int status)
     for (Py_ssize_t i = 0; i < wr->nobjs; i++) {
         Py_DECREF(wr->objs[i]);
     }
-    self->write_size -= wr->len;
+    if (status != UV_ECANCELED || !self->detached) {
+        self->write_size -= wr->len;
+    }
     PyMem_RawFree(wr);
     if (status == UV_ECANCELED) {
-        /* abort() or the loop's close dropped the queued data. */
+        /* abort() or the loop's close dropped the queued data; after the
+         * loop's close it still counts as buffered, as in asyncio's
+         * transport, whose close() then waits for it forever. */
     }
     else if (status < 0) {
         write_failed(self, status);
@@ -939,9 +958,13 @@ Stream_write(cl_stream *self, PyObject *data)
 {
     if (!PyBytes_Check(data) && !PyByteArray_Check(data) &&
         !PyMemoryView_Check(data)) {
-        PyErr_Format(PyExc_TypeError,
-                     "data argument must be a bytes-like object, not '%.100s'",
-                     Py_TYPE(data)->tp_name);
+        PyObject *name = PyType_GetName(Py_TYPE(data));
+        if (name != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "data argument must be a bytes-like object, not %R",
+                         name);
+            Py_DECREF(name);
+        }
         return NULL;
     }
     if (self->eof) {
@@ -956,7 +979,17 @@ Stream_write(cl_stream *self, PyObject *data)
     }
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
+        if (self->conn_lost || self->handle == NULL) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        /* asyncio hands the object to sock.send(), whose error (a
+         * non-contiguous memoryview) fails the transport. */
+        fatal_error(self, cl_fetch_exc(), write_error_msg(self));
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
     }
     if (view.len == 0) {
         PyBuffer_Release(&view);
@@ -1271,6 +1304,7 @@ Stream_cl_forget(cl_stream *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Stream_cl_detach(cl_stream *self, PyObject *Py_UNUSED(ignored))
 {
+    self->detached = 1;
     pending_clear(self);
     close_handle(self);
     Py_RETURN_NONE;
@@ -1584,7 +1618,11 @@ static PyMemberDef Stream_members[] = {
     {"_conn_lost", T_INT, offsetof(cl_stream, conn_lost), 0, NULL},
     {"_closing", T_BOOL, offsetof(cl_stream, closing), Py_READONLY, NULL},
     {"_paused", T_BOOL, offsetof(cl_stream, paused), Py_READONLY, NULL},
+    {"_cl_polling", T_BOOL, offsetof(cl_stream, read_pinned), Py_READONLY,
+     NULL},
     {"_eof", T_BOOL, offsetof(cl_stream, eof), Py_READONLY, NULL},
+    {"_empty_waiter", T_OBJECT, offsetof(cl_stream, empty_waiter),
+     Py_READONLY, NULL},
     {"_cl_buffered", T_BOOL, offsetof(cl_stream, buffered), 0, NULL},
     {"_protocol_connected", T_BOOL,
      offsetof(cl_stream, protocol_connected), 0, NULL},

@@ -101,7 +101,7 @@ class _PipeTransportMixin(_TransportMixin):
                      message: str = "Fatal error on pipe transport") -> None:
         if isinstance(exc, OSError) and exc.errno == errno.EIO:
             if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
+                logger.debug("%r: %s", self, message, exc_info=exc)
         else:
             self._loop.call_exception_handler({
                 "message": message,

@@ -95,7 +95,7 @@ class _SocketTransport(_TransportMixin, _cloop.StreamTransport):  # type: ignore
         info.append(f"fd={self._sock_fd}")
         if self._closing or self._sock is None:
             pass
-        elif self.is_reading():
+        elif self._cl_polling:
             info.append("read=polling")
         else:
             info.append("read=idle")
@@ -119,11 +119,26 @@ class _SocketTransport(_TransportMixin, _cloop.StreamTransport):  # type: ignore
     def _cl_warn_send(self) -> None:
         logger.warning("socket.send() raised exception.")
 
+    if sys.version_info >= (3, 12):
+        def writelines(self, list_of_data: Any) -> None:
+            # 3.12's socket transport has its own writelines(), with its
+            # own messages.
+            if self._eof:
+                raise RuntimeError(
+                    "Cannot call writelines() after write_eof()")
+            if self._empty_waiter is not None:
+                raise RuntimeError(
+                    "unable to writelines; sendfile is in progress")
+            if not list_of_data:
+                return
+            views = [memoryview(data) for data in list_of_data]
+            self.write(b"".join(views))
+
     def _fatal_error(self, exc: BaseException,
                      message: str = "Fatal error on transport") -> None:
         if isinstance(exc, OSError):
             if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
+                logger.debug("%r: %s", self, message, exc_info=exc)
         else:
             self._loop.call_exception_handler({
                 "message": message,

@@ -652,9 +652,6 @@ def test_close_loop_with_server_and_transports_open(loop_factory, family):
     assert got == expected
 
 
-@xfail_cloop("close() of a transport with queued data after loop.close() "
-             "raises RuntimeError('Event loop is closed'); asyncio's close() "
-             "schedules nothing while data is queued, so it does not raise")
 def test_close_after_loop_close_with_queued_data(loop):
     with tempfile.TemporaryDirectory() as d:
         with warnings.catch_warnings():
@@ -1204,8 +1201,6 @@ def test_eof_kept_open_is_reading_and_repeats(loop):
     loop.run_until_complete(main())
 
 
-@xfail_cloop("repr() of a transport kept open after EOF says read=polling; "
-             "asyncio has removed its reader and says read=idle")
 def test_repr_after_eof_kept_open(loop):
     async def main():
         tr, pr, peer = await pair(loop, lambda: Tracer(loop, eof_result=True))
@@ -1278,9 +1273,6 @@ def test_write_to_closed_peer_kept_open(loop):
     assert contexts == []
 
 
-@xfail_cloop("_SocketTransport._fatal_error() logs with exc_info=True "
-             "outside an except block (called from C), so the record's "
-             "exc_info is (None, None, None): 'NoneType: None' in the log")
 @pytest.mark.parametrize("direction", ["read", "write"])
 def test_debug_log_of_connection_errors(loop, caplog, direction):
     """In debug mode asyncio logs an OSError that ends a transport at
@@ -1334,18 +1326,6 @@ BAD_ADDRESSES = {
 }
 
 # (family, case) where cloop is known to differ from asyncio.
-SENDTO_CLOOP_BUGS = {
-    (socket.AF_INET, "port-70000"), (socket.AF_INET, "port-neg"),
-    (socket.AF_INET, "empty-host"), (socket.AF_INET, "broadcast-name"),
-    (socket.AF_INET, "none-host"), (socket.AF_INET, "list"),
-    (socket.AF_INET, "str"), (socket.AF_INET, "int"),
-    (socket.AF_INET, "long-label"), (socket.AF_INET, "nul-host"),
-    (socket.AF_INET6, "port-70000"), (socket.AF_INET6, "port-neg"),
-    (socket.AF_INET6, "empty-host"), (socket.AF_INET6, "broadcast-name"),
-    (socket.AF_INET6, "none-host"), (socket.AF_INET6, "list"),
-    (socket.AF_INET6, "str"), (socket.AF_INET6, "int"),
-    (socket.AF_INET6, "long-label"), (socket.AF_INET6, "nul-host"),
-}
 
 
 def _plain_sendto_outcome(family, addr):
@@ -1367,10 +1347,11 @@ def _plain_sendto_outcome(family, addr):
 def test_udp_sendto_bad_address(loop, loop_name, request, family, case):
     if family == socket.AF_INET6 and not socket.has_ipv6:
         pytest.skip("no IPv6")
-    if loop_name == "cloop" and (family, case) in SENDTO_CLOOP_BUGS:
+    if loop_name == "cloop" and case == "long-label":
         request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "cloop bug: UDP sendto() address checks/resolution differ from "
-            "socket.sendto() (loop/_udp.py _cl_resolve_addr)")))
+            "cloop bug: a host label over 63 characters fails the UDP "
+            "transport with UnicodeError where socket.sendto() raises "
+            "gaierror (loop/_udp.py address resolution)")))
     addr = BAD_ADDRESSES[case]
     expected = _plain_sendto_outcome(family, addr)
     contexts = _handler(loop)
@@ -1515,10 +1496,6 @@ def test_get_buffer_unusable(loop, loop_name, request, case):
 # --- write() with unusual buffers ------------------------------------------
 
 
-@xfail_cloop("write() of a non-contiguous memoryview raises BufferError "
-             "to the caller; asyncio's write() passes it to sock.send(), "
-             "whose BufferError is a fatal write error (handler called, "
-             "connection_lost(exc))")
 def test_write_non_contiguous_memoryview(loop):
     contexts = _handler(loop)
 
@@ -1540,8 +1517,6 @@ def test_write_non_contiguous_memoryview(loop):
     assert contexts[0]["exception"] is exc
 
 
-@xfail_cloop("the TypeError for a non-bytes write() names the type by its "
-             "tp_name ('array.array'); asyncio uses type(data).__name__")
 def test_write_type_error_message(loop):
     import array
 
@@ -1795,11 +1770,6 @@ def test_keyboard_interrupt_in_read_callbacks(loop, loop_name, request,
     its reader registered, so the next turns go on reading where asyncio
     left off (data still in the socket is delivered; a pending EOF is
     reported again)."""
-    if loop_name == "cloop" and kind in ("get_buffer", "eof_received"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            f"cloop bug: after KeyboardInterrupt escapes {kind}() the "
-            "transport stops reading for good (open, nothing delivered); "
-            "asyncio's reader stays registered and reads on")))
     calls: list = []
     a, b = socket.socketpair()
 

@@ -627,7 +627,7 @@ class _Scheduling(asyncio.Protocol):
         self.loop.call_soon(self.ran.append, "scheduled by data_received")
 
 
-def test_data_received_runs_in_the_callback_pass(request, loop, loop_name):
+def test_data_received_runs_in_the_callback_pass(loop):
     """Where received data lands in a turn of the loop, as asyncio.
 
     In asyncio a socket that became readable queues its read behind the
@@ -638,11 +638,6 @@ def test_data_received_runs_in_the_callback_pass(request, loop, loop_name):
     test_events.test_create_ssl_[unix_]connection check that, against a
     server that answers and closes at once).
     """
-    if loop_name == "cloop":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "cloop bug (csrc/stream.c, lead): the C stream transport calls "
-            "data_received() from libuv's poll phase, before the callbacks "
-            "already queued, and what it schedules runs in the same pass")))
     a, b = socket.socketpair()
     ran = []
     tr, _ = loop.run_until_complete(

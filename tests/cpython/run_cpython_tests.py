@@ -153,22 +153,7 @@ EVENTS_NOT_APPLICABLE = {
 # Tests of the mixin that would fail only now and then on cloop (so they
 # cannot be expected failures), and why; each names the deterministic
 # test of the cause in cloop's own suite.
-EVENTS_RACY = {
-    "test_create_ssl_unix_connection": (
-        "racy on cloop (about 1 run in 4): the test server answers and "
-        "closes at once, and the test reads get_extra_info('sockname') "
-        "after run_until_complete(); cloop's C stream transport calls "
-        "data_received() ahead of the callbacks already queued, so "
-        "SSLProtocol's call_soon(transport.close) for the close_notify "
-        "runs before the loop stops and sockname is None.  Cause: "
-        "tests/test_tls.py::test_data_received_runs_in_the_callback_pass "
-        "(xfail, csrc/stream.c)."
-    ),
-    "test_create_ssl_connection": (
-        "the same race as test_create_ssl_unix_connection, over TCP "
-        "(rarer; see that entry)."
-    ),
-}
+EVENTS_RACY: dict[str, str] = {}
 
 # Tests of test_events outside the mixin that are not run, and why.
 EVENTS_DEFERRED_OTHER: dict[str, str] = {}

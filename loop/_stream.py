@@ -194,6 +194,8 @@ class StreamMixin:
     def _make_socket_transport(self, sock: socket.socket, protocol: Any,
                                waiter: Any = None, *, extra: Any = None,
                                server: Any = None) -> Any:
+        if sys.version_info >= (3, 12):
+            self._ensure_fd_no_transport(sock)  # type: ignore[attr-defined]
         return _SocketTransport(self, sock, protocol, waiter, extra, server)
 
     async def _sendfile_native(self, transp: Any, file: Any, offset: int,

@@ -1604,16 +1604,7 @@ def test_udp_sendto_type_error_message(loop):
 # --- writelines() ------------------------------------------------------------
 
 
-def _writelines_xfail(loop_name, request):
-    if loop_name == "cloop" and PY312:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "cloop bug: writelines() is write(b''.join(...)) (3.11's "
-            "WriteTransport.writelines); 3.12+ asyncio has its own "
-            "writelines() with its own error messages")))
-
-
 def test_writelines_after_write_eof_message(loop, loop_name, request):
-    _writelines_xfail(loop_name, request)
     name = "writelines" if PY312 else "write"
 
     async def main():
@@ -1634,7 +1625,6 @@ def test_writelines_after_write_eof_message(loop, loop_name, request):
 
 def test_writelines_bad_item(loop, loop_name, request):
     """A non-bytes item raises TypeError and nothing is sent."""
-    _writelines_xfail(loop_name, request)
     try:
         b"".join([b"a", "s"])
     except TypeError as exc:

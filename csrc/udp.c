@@ -556,9 +556,11 @@ UDP_cl_read_ready(cl_udp *self, PyObject *Py_UNUSED(ignored))
         PyObject *res;
         i++;
         if (PyTuple_GET_SIZE(entry) == 2) {
-            res = PyObject_CallMethod(proto, "datagram_received", "OO",
-                                      PyTuple_GET_ITEM(entry, 0),
-                                      PyTuple_GET_ITEM(entry, 1));
+            PyObject *args[3] = {proto, PyTuple_GET_ITEM(entry, 0),
+                                 PyTuple_GET_ITEM(entry, 1)};
+            res = PyObject_VectorcallMethod(
+                self->loop->state->str_datagram_received, args,
+                3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         }
         else {
             res = PyObject_CallMethod(proto, "error_received", "O",

@@ -824,9 +824,13 @@ UDP_sendto(cl_udp *self, PyObject *const *args, Py_ssize_t nargs,
     PyObject *data = vals[0], *addr = vals[1];
     if (!PyBytes_Check(data) && !PyByteArray_Check(data) &&
         !PyMemoryView_Check(data)) {
-        PyErr_Format(PyExc_TypeError,
-                     "data argument must be a bytes-like object, not '%s'",
-                     Py_TYPE(data)->tp_name);
+        PyObject *name = PyType_GetName(Py_TYPE(data));
+        if (name != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "data argument must be a bytes-like object, not %R",
+                         name);
+            Py_DECREF(name);
+        }
         return NULL;
     }
     Py_buffer view;
@@ -857,12 +861,21 @@ UDP_sendto(cl_udp *self, PyObject *const *args, Py_ssize_t nargs,
         }
         addr = self->address;
     }
-    if (self->conn_lost) {
+    /* As asyncio: only a connected endpoint counts writes after the
+     * connection is lost; an unconnected one still sends until its socket
+     * is closed, and then gets the socket's EBADF. */
+    if (self->conn_lost && self->address != Py_None) {
         result = conn_lost_write(self);
         goto done;
     }
     if (!handle_alive(self)) {
-        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        if (self->loop->closed || self->loop->uvloop == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+            goto done;
+        }
+        errno = EBADF;
+        PyErr_SetFromErrno(PyExc_OSError);
+        result = send_failed(self);
         goto done;
     }
     struct sockaddr_storage ss;

@@ -110,7 +110,10 @@ def _resolve_host(family: int, host: str) -> str:
         if family != socket.AF_INET:
             raise OSError("address family mismatched")
         return "255.255.255.255"
-    infos = socket.getaddrinfo(host, None, family, socket.SOCK_DGRAM)
+    # socket.sendto() hands an ASCII host to the resolver as it is (no
+    # IDNA encoding, which refuses labels over 63 characters).
+    query: str | bytes = host.encode("ascii") if host.isascii() else host
+    infos = socket.getaddrinfo(query, None, family, socket.SOCK_DGRAM)
     # The scope comes from the address tuple, never from the host.
     return str(infos[0][4][0]).partition("%")[0]
 

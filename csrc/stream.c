@@ -93,6 +93,8 @@ typedef struct {
     char have_pybuf;
     char rpend_set;             /* a read waits for delivery */
     char detached;              /* the loop closed under the transport */
+    char read_exc_is_read;      /* read_exc is recv_into()'s, not
+                                 * get_buffer()'s */
     char rqueued;               /* on the ready queue for delivery */
     char flush_queued;          /* on the loop's flush queue */
     /* Writes coalesced during this turn (bytes objects), sent as one
@@ -271,17 +273,36 @@ on_stream_alloc(uv_handle_t *handle, size_t Py_UNUSED(suggested),
             2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         Py_DECREF(size);
     }
+    self->read_exc_is_read = 0;
     if (obj != NULL) {
-        if (PyObject_GetBuffer(obj, &self->pybuf, PyBUF_WRITABLE) == 0) {
-            if (self->pybuf.len == 0) {
-                PyBuffer_Release(&self->pybuf);
-                PyErr_SetString(PyExc_RuntimeError,
-                                "get_buffer() returned an empty buffer");
-            }
-            else {
-                self->have_pybuf = 1;
-                buf->base = self->pybuf.buf;
-                buf->len = (size_t)self->pybuf.len;
+        /* asyncio checks len(buf), then hands buf to sock.recv_into(). */
+        Py_ssize_t n = PyObject_Size(obj);
+        if (n == 0) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "get_buffer() returned an empty buffer");
+        }
+        else if (n > 0 &&
+                 PyObject_GetBuffer(obj, &self->pybuf, PyBUF_WRITABLE) == 0) {
+            self->have_pybuf = 1;
+            buf->base = self->pybuf.buf;
+            buf->len = (size_t)self->pybuf.len;
+        }
+        else if (n > 0) {
+            /* A buffer recv_into() refuses: its error, as a read error. */
+            self->read_exc_is_read = 1;
+            if (self->kind == CL_SOCKET) {
+                PyObject *exc = cl_fetch_exc();
+                PyObject *r = PyObject_CallMethod(self->sock, "recv_into",
+                                                  "Oi", obj, 0);
+                if (r != NULL) {
+                    /* Cannot happen (the same buffer request); keep the
+                     * first error. */
+                    Py_DECREF(r);
+                    cl_restore_exc(exc);
+                }
+                else {
+                    Py_DECREF(exc);
+                }
             }
         }
         Py_DECREF(obj);
@@ -547,7 +568,7 @@ cl_stream_deliver(cl_loop *loop, PyObject *obj)
             read_stop(self);
         }
         fatal_error(self, exc,
-                    data == NULL && self->buffered
+                    data == NULL && self->buffered && !self->read_exc_is_read
                         ? "Fatal error: protocol.get_buffer() call failed."
                         : read_error_msg(self));
     }

@@ -1051,9 +1051,6 @@ def test_udp_sendto_after_close_warning_count(loop, caplog):
         "socket.send() raised exception."] * 6
 
 
-@xfail_cloop("close() then sendto() in the same turn on an unconnected "
-             "endpoint: asyncio still sends (its _conn_lost check is only "
-             "for connected endpoints); cloop drops the datagram")
 def test_udp_sendto_right_after_close_unconnected(loop):
     async def main():
         st, sp = await loop.create_datagram_endpoint(
@@ -1347,11 +1344,6 @@ def _plain_sendto_outcome(family, addr):
 def test_udp_sendto_bad_address(loop, loop_name, request, family, case):
     if family == socket.AF_INET6 and not socket.has_ipv6:
         pytest.skip("no IPv6")
-    if loop_name == "cloop" and case == "long-label":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "cloop bug: a host label over 63 characters fails the UDP "
-            "transport with UnicodeError where socket.sendto() raises "
-            "gaierror (loop/_udp.py address resolution)")))
     addr = BAD_ADDRESSES[case]
     expected = _plain_sendto_outcome(family, addr)
     contexts = _handler(loop)
@@ -1417,8 +1409,6 @@ GET_BUFFER_RESULTS = {
     "memoryview-2d": lambda: memoryview(bytearray(16)).cast("B", (4, 4)),
     "array": lambda: __import__("array").array("i", [0] * 4),
 }
-GET_BUFFER_CLOOP_BUGS = {"bytes", "none", "int", "str", "memoryview-readonly",
-                         "memoryview-strided"}
 
 
 def _get_buffer_oracle(make):
@@ -1445,12 +1435,6 @@ def _get_buffer_oracle(make):
 
 @pytest.mark.parametrize("case", sorted(GET_BUFFER_RESULTS))
 def test_get_buffer_unusable(loop, loop_name, request, case):
-    if loop_name == "cloop" and case in GET_BUFFER_CLOOP_BUGS:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "cloop bug: get_buffer() results the buffer protocol refuses "
-            "fail as BufferError/TypeError from PyObject_GetBuffer "
-            "reported as a get_buffer() failure; asyncio fails in len() or "
-            "in recv_into() ('Fatal read error on socket transport')")))
     make = GET_BUFFER_RESULTS[case]
     expected = _get_buffer_oracle(make)
 
@@ -1580,8 +1564,6 @@ def test_udp_sendto_non_contiguous_is_fatal(loop):
         "Fatal write error on datagram transport"]
 
 
-@xfail_cloop("the TypeError for non-bytes sendto() data names the type by "
-             "its tp_name ('array.array'); asyncio uses type(data).__name__")
 def test_udp_sendto_type_error_message(loop):
     import array
 

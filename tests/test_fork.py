@@ -12,6 +12,7 @@ import gc
 import os
 import socket
 import sys
+import warnings
 
 import pytest
 
@@ -21,7 +22,11 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
 def run_child(body) -> int:
     """Fork; run body() in the child, exit 0 if it returns, 1 if it raises;
     return the child's exit status."""
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # 3.12+ warns about fork() in a process with threads (the test
+        # suite's pools); the child here only runs body() and _exit()s.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 1
         try:

@@ -143,7 +143,12 @@ typedef struct {
     Py_ssize_t nflush;
     Py_ssize_t flushcap;
     char in_run;                /* inside run_turns(): writes coalesce */
-    char *rbuf;                 /* stream.c: the loop's read buffer */
+    /* stream.c: the loop's read arena.  Reads of one turn land in
+     * consecutive slices and become bytes when delivered; the arena
+     * starts over once no slice is waiting. */
+    char *rbuf;
+    size_t rbuf_used;
+    Py_ssize_t rbuf_live;
 
     /* The process forked since the loop was made: libuv's kernel state
      * (epoll, eventfd, signal pipe) was moved to the child by

@@ -657,12 +657,13 @@ Loop_ensure_fd_no_transport(cl_loop *self, PyObject *fd)
 /* The public methods check for a transport's fd and return None, as
  * asyncio's do. */
 static PyObject *
-Loop_add_reader(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
+poll_add_public(cl_loop *self, int dir, PyObject *const *args,
+                Py_ssize_t nargs, const char *name)
 {
     if (nargs > 0 && ensure_no_transport(self, args[0]) < 0) {
         return NULL;
     }
-    PyObject *h = poll_add(self, CL_READ, args, nargs, "add_reader");
+    PyObject *h = poll_add(self, dir, args, nargs, name);
     if (h == NULL) {
         return NULL;
     }
@@ -671,17 +672,15 @@ Loop_add_reader(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
+Loop_add_reader(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return poll_add_public(self, CL_READ, args, nargs, "add_reader");
+}
+
+static PyObject *
 Loop_add_writer(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs > 0 && ensure_no_transport(self, args[0]) < 0) {
-        return NULL;
-    }
-    PyObject *h = poll_add(self, CL_WRITE, args, nargs, "add_writer");
-    if (h == NULL) {
-        return NULL;
-    }
-    Py_DECREF(h);
-    Py_RETURN_NONE;
+    return poll_add_public(self, CL_WRITE, args, nargs, "add_writer");
 }
 
 static PyObject *

@@ -43,6 +43,7 @@
 #include "cloop.h"
 
 #include <structmember.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -59,6 +60,16 @@
 #define CL_CONNLOST_WRITES 5
 /* The most bytes one uv_buf_t is given (its length is an unsigned int). */
 #define CL_MAX_BUF ((Py_ssize_t)1 << 30)
+
+/* A subprocess pipe that fills up is grown to this size once (Linux's
+ * default pipe-max-size), while at most CL_PIPE_GROW_MAX grown pipes of
+ * the process are open: the kernel charges a pipe's capacity to its
+ * user, and past pipe-user-pages-soft (64 MiB by default) it makes the
+ * user's new pipes tiny, so the budget stays a fraction of that. */
+#define CL_PIPE_GROW_SIZE (1024 * 1024)
+#define CL_PIPE_FULL (64 * 1024)
+#define CL_PIPE_GROW_MAX 16
+static int pipes_grown;         /* under the GIL */
 
 /* What a transport is, from its type. */
 enum { CL_SOCKET, CL_READ_PIPE, CL_WRITE_PIPE };
@@ -108,6 +119,8 @@ typedef struct {
                                  * get_buffer()'s */
     char rqueued;               /* on the ready queue for delivery */
     char flush_queued;          /* on the loop's flush queue */
+    char grow;                  /* pipe growth: 0 not allowed, 1 allowed,
+                                 * 2 done (counted in pipes_grown) */
     /* Writes coalesced during this turn (bytes objects), sent as one
      * vectored write before the loop next polls.  Only ever non-empty
      * while nothing is queued in libuv (write_size == 0). */
@@ -132,6 +145,38 @@ uv_owner(uv_handle_t *h)
 }
 
 /* --- helpers ----------------------------------------------------------- */
+
+/* A subprocess pipe that was found full: make it CL_PIPE_GROW_SIZE, so
+ * that bulk transfers take fewer system calls and wake-ups.  Tried once;
+ * a refusal (EPERM past the user's limits, an older kernel) changes
+ * nothing. */
+static void
+maybe_grow_pipe(cl_stream *self)
+{
+    if (self->grow != 1 || self->handle == NULL) {
+        return;
+    }
+    self->grow = 0;
+#ifdef F_SETPIPE_SZ
+    uv_os_fd_t fd;
+    if (pipes_grown < CL_PIPE_GROW_MAX &&
+        uv_fileno((uv_handle_t *)self->handle, &fd) == 0 &&
+        fcntl(fd, F_SETPIPE_SZ, CL_PIPE_GROW_SIZE) >= 0) {
+        self->grow = 2;
+        pipes_grown++;
+    }
+#endif
+}
+
+/* The pipe's capacity no longer counts against the budget. */
+static void
+forget_growth(cl_stream *self)
+{
+    if (self->grow == 2) {
+        self->grow = 0;
+        pipes_grown--;
+    }
+}
 
 /* Report exc (a reference stolen) to the transport's _fatal_error(), or
  * stash it on the loop if it must end the run (SystemExit...). */
@@ -205,6 +250,7 @@ static void
 close_handle(cl_stream *self)
 {
     read_stop(self);
+    forget_growth(self);
     uv_stream_t *h = self->handle;
     if (h != NULL) {
         cl_loop_check_fork((cl_loop *)self->loop);
@@ -529,6 +575,9 @@ on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     else if (nread > 0) {
         cl_loop *loop = (cl_loop *)self->loop;
+        if (nread >= CL_PIPE_FULL) {
+            maybe_grow_pipe(self);
+        }
         self->roff = (size_t)(buf->base - loop->rbuf);
         self->rslice = 1;
         loop->rbuf_used = self->roff + (size_t)nread;
@@ -963,6 +1012,7 @@ flush_pending(cl_stream *self)
         r = PyErr_Occurred() ? -1 : 0;
     }
     else if (sent < total) {
+        maybe_grow_pipe(self);
         Py_ssize_t skip = sent < 0 ? 0 : sent;
         Py_ssize_t i = 0;
         while (skip >= (Py_ssize_t)bufs[i].len) {
@@ -1134,6 +1184,9 @@ Stream_write(cl_stream *self, PyObject *data)
             }
             Py_RETURN_NONE;
         }
+    }
+    if (done < view.len) {
+        maybe_grow_pipe(self);
     }
     if (done < view.len && queue_write(self, data, &view, done) < 0) {
         PyBuffer_Release(&view);
@@ -1385,6 +1438,16 @@ Stream_cl_forget(cl_stream *self, PyObject *Py_UNUSED(ignored))
     close_handle(self);
     disown_fd(self);
     Py_SETREF(self->sock, Py_NewRef(Py_None));
+    Py_RETURN_NONE;
+}
+
+/* The pipe is one cloop made for a child: it may grow when it fills. */
+static PyObject *
+Stream_cl_allow_grow(cl_stream *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->kind != CL_SOCKET && self->grow == 0) {
+        self->grow = 1;
+    }
     Py_RETURN_NONE;
 }
 
@@ -1648,6 +1711,7 @@ Stream_dealloc(cl_stream *self)
         h->data = NULL;
         uv_close((uv_handle_t *)h, on_stream_close);
     }
+    forget_growth(self);
     disown_fd(self);
     drop_pending_read(self);
     pending_clear(self);
@@ -1689,6 +1753,7 @@ static PyMethodDef Stream_methods[] = {
     {"get_protocol", (PyCFunction)Stream_get_protocol, METH_NOARGS, NULL},
     {"_cl_own_fd", (PyCFunction)Stream_cl_own_fd, METH_O, NULL},
     {"_cl_forget", (PyCFunction)Stream_cl_forget, METH_NOARGS, NULL},
+    {"_cl_allow_grow", (PyCFunction)Stream_cl_allow_grow, METH_NOARGS, NULL},
     {"_make_empty_waiter", (PyCFunction)Stream_make_empty_waiter,
      METH_NOARGS, NULL},
     {"_reset_empty_waiter", (PyCFunction)Stream_reset_empty_waiter,

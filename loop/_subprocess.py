@@ -385,6 +385,16 @@ class _SubprocessTransport(base_subprocess.BaseSubprocessTransport):
                 args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
                 universal_newlines=False, bufsize=bufsize, **kwargs)
             loop._cl_watch_popen(self._proc, on_exit)
+        self._cl_grow = kwargs.get("pipesize", -1) == -1
+
+    async def _connect_pipes(self, waiter: Any) -> None:
+        await super()._connect_pipes(waiter)
+        # Pipes made for the child may grow when a bulk transfer fills
+        # them (csrc/stream.c); a pipesize= the caller chose stays.
+        if self._cl_grow and self._pipes:
+            for proto in self._pipes.values():
+                if proto is not None and proto.pipe is not None:
+                    proto.pipe._cl_allow_grow()
 
 
 class _PopenWatch:

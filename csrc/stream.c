@@ -49,13 +49,14 @@
 
 /* Bytes read per read() at most (asyncio's max_size for sockets). */
 #define CL_STREAM_READ_SIZE (256 * 1024)
-/* The loop's read arena, and the least room a read is started with.
- * Turning each read into bytes when it is delivered, one after another,
- * lets the allocator reuse one block instead of keeping a turn's worth
- * of reads alive at once (which, past glibc's 128 KiB trim threshold,
- * made every turn grow the heap again: 2-3x slower 100 KiB echoes). */
+/* The loop's read arena.  Turning each read into bytes when it is
+ * delivered, one after another, lets the allocator reuse one block
+ * instead of keeping a turn's worth of reads alive at once (which, past
+ * glibc's 128 KiB trim threshold, made every turn grow the heap again:
+ * 2-3x slower 100 KiB echoes).  A read is only started with room for a
+ * whole CL_STREAM_READ_SIZE: one cut short by the arena's end split
+ * messages in two (a read and a write more, and a late echo). */
 #define CL_READ_ARENA (1024 * 1024)
-#define CL_READ_MIN (16 * 1024)
 /* asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
 #define CL_CONNLOST_WRITES 5
 /* The most bytes one uv_buf_t is given (its length is an unsigned int). */
@@ -317,14 +318,14 @@ on_stream_alloc(uv_handle_t *handle, size_t Py_UNUSED(suggested),
             }
         }
         size_t room = CL_READ_ARENA - loop->rbuf_used;
-        if (room < CL_READ_MIN) {
+        if (room < CL_STREAM_READ_SIZE) {
             /* The turn's reads filled the arena: this one waits for the
              * next poll (the fd stays readable). */
             self->rskipped = 1;
             return;
         }
         buf->base = loop->rbuf + loop->rbuf_used;
-        buf->len = Py_MIN(room, CL_STREAM_READ_SIZE);
+        buf->len = CL_STREAM_READ_SIZE;
         return;
     }
     /* asyncio asks the protocol for a buffer of any size (-1). */

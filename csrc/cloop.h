@@ -58,6 +58,7 @@ typedef struct {
     PyObject *str_data_received;
     PyObject *str_buffer_updated;
     PyObject *str_get_buffer;
+    PyObject *str_transports;
     PyObject *str_datagram_received;
 
     /* ("loop",): kwnames for creating futures. */

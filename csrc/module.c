@@ -147,6 +147,7 @@ module_exec(PyObject *module)
     INTERN(str_data_received, "data_received");
     INTERN(str_buffer_updated, "buffer_updated");
     INTERN(str_get_buffer, "get_buffer");
+    INTERN(str_transports, "_transports");
     INTERN(str_datagram_received, "datagram_received");
     INTERN(str_name, "name");
     st->kwnames_loop = PyTuple_Pack(1, st->str_loop);
@@ -196,6 +197,7 @@ module_exec(PyObject *module)
     X(str_data_received)                                                    \
     X(str_buffer_updated)                                                   \
     X(str_get_buffer)                                                       \
+    X(str_transports)                                                       \
     X(str_datagram_received)                                                \
     X(kwnames_loop)                                                         \
     X(str_name)                                                             \

@@ -599,6 +599,35 @@ cl_fd_owner_clear(cl_loop *loop, int fd, PyObject *transport)
     }
 }
 
+/* The transport asyncio's own code registered for fd in the loop's
+ * _transports mapping (its datagram transport, which cloop uses for
+ * AF_UNIX sockets), as a new reference; NULL if none (or with an
+ * exception). */
+static PyObject *
+python_owner(cl_loop *loop, long fd)
+{
+    PyObject *dict = PyObject_GenericGetDict((PyObject *)loop, NULL);
+    if (dict == NULL) {
+        return NULL;
+    }
+    PyObject *map = PyDict_GetItemWithError(dict, loop->state->str_transports);
+    Py_DECREF(dict);
+    if (map == NULL) {
+        return NULL;
+    }
+    PyObject *key = PyLong_FromLong(fd);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *tr = PyObject_CallMethod(map, "get", "O", key);
+    Py_DECREF(key);
+    if (tr == Py_None) {
+        Py_DECREF(tr);
+        return NULL;
+    }
+    return tr;
+}
+
 /* asyncio's _ensure_fd_no_transport(): RuntimeError if the fd belongs to
  * a transport that is not closing. */
 static int
@@ -629,11 +658,16 @@ ensure_no_transport(cl_loop *loop, PyObject *fdobj)
     if (fd == -1 && PyErr_Occurred()) {
         return -1;
     }
-    if (overflow || fd < 0 || fd >= loop->ownercap ||
-        loop->owners[fd] == NULL) {
+    if (overflow || fd < 0) {
         return 0;
     }
-    PyObject *tr = Py_NewRef(loop->owners[fd]);
+    PyObject *tr;
+    if (fd < loop->ownercap && loop->owners[fd] != NULL) {
+        tr = Py_NewRef(loop->owners[fd]);
+    }
+    else if ((tr = python_owner(loop, fd)) == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
     PyObject *res = PyObject_CallMethod(tr, "is_closing", NULL);
     int closing = res == NULL ? -1 : PyObject_IsTrue(res);
     Py_XDECREF(res);

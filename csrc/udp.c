@@ -134,6 +134,7 @@ on_udp_close(uv_handle_t *handle)
 static void
 close_handle(cl_udp *self)
 {
+    cl_fd_owner_clear(self->loop, self->fd, (PyObject *)self);
     if (self->h == NULL) {
         return;
     }
@@ -1286,8 +1287,10 @@ UDP_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
     self->protocol_connected = 1;
     self->high_water = 64 * 1024;
     self->low_water = 16 * 1024;
-    if (open_handle(self, (int)fd) < 0) {
-        /* No handle: nothing to warn about or close. */
+    if (open_handle(self, (int)fd) < 0 ||
+        cl_fd_owner_set(self->loop, self->fd, (PyObject *)self) < 0) {
+        /* Nothing to warn about; the handle, if any, is closed. */
+        close_handle(self);
         Py_SETREF(self->sock, Py_NewRef(Py_None));
         Py_DECREF(self);
         return NULL;
@@ -1380,6 +1383,7 @@ UDP_tp_dealloc(cl_udp *self)
     if (self->weakreflist != NULL) {
         PyObject_ClearWeakRefs((PyObject *)self);
     }
+    cl_fd_owner_clear(self->loop, self->fd, (PyObject *)self);
     if (self->h != NULL) {
         /* Only reached without a socket (finalize handles the rest). */
         cl_udp_handle *h = self->h;

@@ -234,13 +234,28 @@ def test_sendfile_on_pipe_transport_unsupported(loop):
         os.close(r)
 
 
+@pytest.mark.parametrize("kind", ["stream", "udp", "unix-datagram"])
 @pytest.mark.parametrize("method", ["add_reader", "add_writer",
                                     "remove_reader", "remove_writer"])
-def test_fd_used_by_transport(loop, method):
+def test_fd_used_by_transport(loop, method, kind, tmp_path):
+    """A socket or datagram transport owns its fd: the readiness methods
+    refuse it until the transport is closing."""
+    async def open_transport():
+        if kind == "stream":
+            tr, pr, peer = await accepted_pair(loop)
+            return tr, pr.lost, peer.close
+        if kind == "udp":
+            tr, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+        else:
+            tr, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, family=socket.AF_UNIX,
+                local_addr=str(tmp_path / "d.sock"))
+        return tr, asyncio.sleep(0), lambda: None
+
     async def main():
-        tr, pr, peer = await accepted_pair(loop)
-        sock = tr.get_extra_info("socket")
-        fd = sock.fileno()
+        tr, lost, cleanup = await open_transport()
+        fd = tr.get_extra_info("socket").fileno()
         args = (fd, lambda: None) if method.startswith("add") else (fd,)
         with pytest.raises(RuntimeError, match="is used by transport"):
             getattr(loop, method)(*args)
@@ -251,8 +266,8 @@ def test_fd_used_by_transport(loop, method):
             getattr(loop, method.replace("add", "remove"))(fd)
         else:
             assert getattr(loop, method)(fd) is False
-        await pr.lost
-        peer.close()
+        await lost
+        cleanup()
 
     loop.run_until_complete(main())
 

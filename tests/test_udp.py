@@ -770,31 +770,3 @@ def test_sendto_unusual_valid_address(loop, family, addr):
 
     loop.run_until_complete(main())
 
-
-@pytest.mark.parametrize("family", ["inet", "unix"])
-@pytest.mark.parametrize("method", ["add_reader", "add_writer",
-                                    "remove_reader", "remove_writer"])
-def test_fd_used_by_datagram_transport(loop, method, family, tmp_path):
-    """A datagram transport owns its socket's fd, as a stream one does:
-    the readiness methods refuse it until the transport is closing."""
-    async def main():
-        if family == "inet":
-            tr, _ = await loop.create_datagram_endpoint(
-                asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
-        else:
-            tr, _ = await loop.create_datagram_endpoint(
-                asyncio.DatagramProtocol, local_addr=str(tmp_path / "d.sock"),
-                family=socket.AF_UNIX)
-        fd = tr.get_extra_info("socket").fileno()
-        args = (fd, lambda: None) if method.startswith("add") else (fd,)
-        with pytest.raises(RuntimeError, match="is used by transport"):
-            getattr(loop, method)(*args)
-        tr.close()
-        if method.startswith("add"):
-            getattr(loop, method)(*args)
-            getattr(loop, method.replace("add", "remove"))(fd)
-        else:
-            assert getattr(loop, method)(fd) is False
-        await asyncio.sleep(0)
-
-    loop.run_until_complete(main())

@@ -245,10 +245,16 @@ int cl_poll_traverse(cl_loop *loop, visitproc visit, void *arg);
 /* dns.c: getaddrinfo()/getnameinfo() on libuv's worker pool. */
 extern PyMethodDef cl_dns_methods[];
 
-/* stream.c: stream transports over uv_stream_t (TCP, Unix sockets). */
+/* poll.c: the fds transports own (add_reader() refuses them). */
 int cl_fd_owner_set(cl_loop *loop, int fd, PyObject *transport);
 void cl_fd_owner_clear(cl_loop *loop, int fd, PyObject *transport);
 
+/* stream.c: stream transports over uv_stream_t (TCP, Unix sockets,
+ * pipes), and what the datagram transports share with them. */
+PyObject *cl_transport_base(const char *base_name, Py_ssize_t extra_offset,
+                            Py_ssize_t slots_end);
+int cl_schedule_connection_lost(PyObject *loop, PyObject *transport,
+                                PyObject *exc);
 int cl_stream_init(PyObject *module, cl_state *st);
 void cl_stream_flush_all(cl_loop *loop);
 int cl_stream_deliver(cl_loop *loop, PyObject *transport);

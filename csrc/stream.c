@@ -261,23 +261,31 @@ close_handle(cl_stream *self)
     }
 }
 
-/* loop.call_soon(self._call_connection_lost, exc) */
-static int
-schedule_connection_lost(cl_stream *self, PyObject *exc)
+/* loop.call_soon(transport._call_connection_lost, exc), as asyncio's
+ * transports end: shared by the stream and datagram transports. */
+int
+cl_schedule_connection_lost(PyObject *loop, PyObject *transport,
+                            PyObject *exc)
 {
-    PyObject *meth = PyObject_GetAttrString((PyObject *)self,
+    PyObject *meth = PyObject_GetAttrString(transport,
                                             "_call_connection_lost");
     if (meth == NULL) {
         return -1;
     }
-    PyObject *res = PyObject_CallMethod(self->loop, "call_soon", "OO", meth,
-                                        exc);
+    PyObject *res = PyObject_CallMethodObjArgs(
+        loop, ((cl_loop *)loop)->state->str_call_soon, meth, exc, NULL);
     Py_DECREF(meth);
     if (res == NULL) {
         return -1;
     }
     Py_DECREF(res);
     return 0;
+}
+
+static int
+schedule_connection_lost(cl_stream *self, PyObject *exc)
+{
+    return cl_schedule_connection_lost(self->loop, (PyObject *)self, exc);
 }
 
 static int
@@ -1810,21 +1818,28 @@ static PyType_Spec ReadPipe_spec = STREAM_SPEC("ReadPipeTransport");
 static PyType_Spec WritePipe_spec = STREAM_SPEC("WritePipeTransport");
 
 /* asyncio.transports.<base_name>, checked to have BaseTransport's _extra
- * slot where cl_stream has it and, at most, _FlowControlMixin's four
- * slots after it, where cl_stream leaves room for them. */
-static PyObject *
-checked_base(PyObject *transports, const char *base_name)
+ * slot at extra_offset (where the C struct has it) and nothing after it,
+ * or slots up to slots_end (_FlowControlMixin's four, for which cl_stream
+ * leaves room); ImportError otherwise.  For the stream and datagram
+ * transports. */
+PyObject *
+cl_transport_base(const char *base_name, Py_ssize_t extra_offset,
+                  Py_ssize_t slots_end)
 {
+    PyObject *transports = PyImport_ImportModule("asyncio.transports");
+    if (transports == NULL) {
+        return NULL;
+    }
     PyObject *base = PyObject_GetAttrString(transports, base_name);
+    Py_DECREF(transports);
     if (base == NULL) {
         return NULL;
     }
-    Py_ssize_t first = (Py_ssize_t)offsetof(cl_stream, extra);
     Py_ssize_t size = PyType_Check(base)
                           ? ((PyTypeObject *)base)->tp_basicsize
                           : -1;
-    int ok = (size == first + (Py_ssize_t)sizeof(PyObject *) ||
-              size == (Py_ssize_t)offsetof(cl_stream, loop)) &&
+    int ok = (size == extra_offset + (Py_ssize_t)sizeof(PyObject *) ||
+              size == slots_end) &&
              ((PyTypeObject *)base)->tp_itemsize == 0 &&
              ((PyTypeObject *)base)->tp_dictoffset == 0 &&
              ((PyTypeObject *)base)->tp_weaklistoffset == 0;
@@ -1843,10 +1858,11 @@ checked_base(PyObject *transports, const char *base_name)
 }
 
 static PyTypeObject *
-add_type(PyObject *module, PyObject *transports, PyType_Spec *spec,
-         const char *base_name)
+add_type(PyObject *module, PyType_Spec *spec, const char *base_name)
 {
-    PyObject *base = checked_base(transports, base_name);
+    PyObject *base = cl_transport_base(base_name,
+                                       offsetof(cl_stream, extra),
+                                       offsetof(cl_stream, loop));
     if (base == NULL) {
         return NULL;
     }
@@ -1865,21 +1881,15 @@ add_type(PyObject *module, PyObject *transports, PyType_Spec *spec,
 int
 cl_stream_init(PyObject *module, cl_state *st)
 {
-    PyObject *transports = PyImport_ImportModule("asyncio.transports");
-    if (transports == NULL) {
-        return -1;
-    }
     st->StreamTransportType =
-        add_type(module, transports, &Stream_spec, "_FlowControlMixin");
+        add_type(module, &Stream_spec, "_FlowControlMixin");
     st->ReadPipeTransportType =
         st->StreamTransportType == NULL
             ? NULL
-            : add_type(module, transports, &ReadPipe_spec, "ReadTransport");
+            : add_type(module, &ReadPipe_spec, "ReadTransport");
     st->WritePipeTransportType =
         st->ReadPipeTransportType == NULL
             ? NULL
-            : add_type(module, transports, &WritePipe_spec,
-                       "_FlowControlMixin");
-    Py_DECREF(transports);
+            : add_type(module, &WritePipe_spec, "_FlowControlMixin");
     return st->WritePipeTransportType == NULL ? -1 : 0;
 }

@@ -190,25 +190,12 @@ report_current(cl_udp *self, const char *message)
     return r;
 }
 
-/* Schedule _call_connection_lost(exc) with call_soon, as asyncio does. */
 static int
 schedule_connection_lost(cl_udp *self, PyObject *exc)
 {
-    PyObject *meth =
-        PyObject_GetAttrString((PyObject *)self, "_call_connection_lost");
-    if (meth == NULL) {
-        return -1;
-    }
-    PyObject *res =
-        PyObject_CallMethodObjArgs((PyObject *)self->loop,
-                                   self->loop->state->str_call_soon, meth,
-                                   exc ? exc : Py_None, NULL);
-    Py_DECREF(meth);
-    if (res == NULL) {
-        return -1;
-    }
-    Py_DECREF(res);
-    return 0;
+    return cl_schedule_connection_lost((PyObject *)self->loop,
+                                       (PyObject *)self,
+                                       exc ? exc : Py_None);
 }
 
 /* While reading, the uv handle holds a reference to the transport, as
@@ -1465,39 +1452,18 @@ static PyType_Spec UDP_spec = {
 
 /* asyncio's datagram transport is also an asyncio.Transport (the
  * selector transports derive from it), and code tests for both: the type
- * derives from the two, which share BaseTransport's layout. */
-static int
-check_layout(PyObject *base)
-{
-    if (!PyType_Check(base) ||
-        ((PyTypeObject *)base)->tp_basicsize !=
-            (Py_ssize_t)offsetof(cl_udp, extra) +
-                (Py_ssize_t)sizeof(PyObject *) ||
-        ((PyTypeObject *)base)->tp_dictoffset != 0) {
-        PyErr_Format(PyExc_ImportError,
-                     "cloop: %R has an unexpected layout (expected exactly "
-                     "one slot, BaseTransport's '_extra')",
-                     base);
-        return -1;
-    }
-    return 0;
-}
-
+ * derives from the two, which share BaseTransport's layout (its _extra
+ * slot and nothing more). */
 int
 cl_udp_init(PyObject *module, cl_state *st)
 {
-    PyObject *asyncio = PyImport_ImportModule("asyncio");
-    if (asyncio == NULL) {
-        return -1;
-    }
+    Py_ssize_t extra = offsetof(cl_udp, extra);
+    Py_ssize_t end = extra + (Py_ssize_t)sizeof(PyObject *);
     PyObject *bases = NULL;
-    PyObject *transport = PyObject_GetAttrString(asyncio, "Transport");
+    PyObject *transport = cl_transport_base("Transport", extra, end);
     PyObject *datagram =
-        transport ? PyObject_GetAttrString(asyncio, "DatagramTransport")
-                  : NULL;
-    Py_DECREF(asyncio);
-    if (datagram != NULL && check_layout(transport) == 0 &&
-        check_layout(datagram) == 0) {
+        transport ? cl_transport_base("DatagramTransport", extra, end) : NULL;
+    if (datagram != NULL) {
         bases = PyTuple_Pack(2, transport, datagram);
     }
     Py_XDECREF(transport);

@@ -206,6 +206,30 @@ def _fileno(obj: Any) -> int:
     return obj.fileno()  # type: ignore[no-any-return]
 
 
+def _child_stdio(spec: Any, fd: int, stdio: list[int],
+                 to_close_child: list[int],
+                 to_close_parent: list[int]) -> int | None:
+    """Set stdio[fd], the child's descriptor for spec (None inherits,
+    PIPE, DEVNULL, an fd or a file), as Popen._get_handles() does; return
+    the parent's end of a PIPE, else None."""
+    if spec is None:
+        return None
+    if spec == subprocess.PIPE:
+        r, w = os.pipe()
+        child, parent = (r, w) if fd == 0 else (w, r)
+        to_close_child.append(child)
+        to_close_parent.append(parent)
+        stdio[fd] = child
+        return parent
+    if spec == subprocess.DEVNULL:
+        stdio[fd] = -1
+        return None
+    stdio[fd] = _fileno(spec)
+    if stdio[fd] < 0:
+        raise _Fallback
+    return None
+
+
 def _uv_spawn(loop: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
               stderr: Any, kwargs: dict[str, Any],
               on_exit: Callable[[int], object]) -> _UVPopen:
@@ -286,55 +310,17 @@ def _uv_spawn(loop: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
     to_close_parent: list[int] = []  # the parent's ends, on failure
     to_close_child: list[int] = []   # the child's ends, always
     stdio = [0, 1, 2]
-    p_stdin = p_stdout = p_stderr = None
     try:
-        if stdin is None:
-            pass
-        elif stdin == subprocess.PIPE:
-            r, w = os.pipe()
-            to_close_child.append(r)
-            to_close_parent.append(w)
-            stdio[0] = r
-            p_stdin = w
-        elif stdin == subprocess.DEVNULL:
-            stdio[0] = -1
+        p_stdin = _child_stdio(stdin, 0, stdio, to_close_child,
+                               to_close_parent)
+        p_stdout = _child_stdio(stdout, 1, stdio, to_close_child,
+                                to_close_parent)
+        if stderr == subprocess.STDOUT:
+            stdio[2] = _stdout_fd() if stdout is None else stdio[1]
+            p_stderr = None
         else:
-            stdio[0] = _fileno(stdin)
-            if stdio[0] < 0:
-                raise _Fallback
-        if stdout is None:
-            pass
-        elif stdout == subprocess.PIPE:
-            r, w = os.pipe()
-            to_close_child.append(w)
-            to_close_parent.append(r)
-            stdio[1] = w
-            p_stdout = r
-        elif stdout == subprocess.DEVNULL:
-            stdio[1] = -1
-        else:
-            stdio[1] = _fileno(stdout)
-            if stdio[1] < 0:
-                raise _Fallback
-        if stderr is None:
-            pass
-        elif stderr == subprocess.PIPE:
-            r, w = os.pipe()
-            to_close_child.append(w)
-            to_close_parent.append(r)
-            stdio[2] = w
-            p_stderr = r
-        elif stderr == subprocess.STDOUT:
-            if stdout is None:
-                stdio[2] = _stdout_fd()
-            else:
-                stdio[2] = stdio[1]
-        elif stderr == subprocess.DEVNULL:
-            stdio[2] = -1
-        else:
-            stdio[2] = _fileno(stderr)
-            if stdio[2] < 0:
-                raise _Fallback
+            p_stderr = _child_stdio(stderr, 2, stdio, to_close_child,
+                                    to_close_parent)
         if keep and keep[-1] >= 3:
             stdio.extend([-1] * (keep[-1] + 1 - 3))
             for fd in keep:

@@ -43,11 +43,15 @@ def _summary(results: Results, workload: str, loop: str) -> Summary | None:
     return Summary.of(cell.samples)
 
 
-def ratios(results: Results, workload: str) -> dict[str, float | None]:
-    """Speed ratios for one workload, keyed ``"a_vs_b"`` (b median / a median)."""
+def ratios(
+    results: Results, workload: str, cpu: bool = False
+) -> dict[str, float | None]:
+    """Speed ratios for one workload, keyed ``"a_vs_b"`` (b median / a
+    median); with ``cpu``, of the server's CPU seconds per pass."""
+    measure = _server_cpu if cpu else _summary
     out: dict[str, float | None] = {}
     for a, b in _selected_ratios(results):
-        sa, sb = _summary(results, workload, a), _summary(results, workload, b)
+        sa, sb = measure(results, workload, a), measure(results, workload, b)
         out[f"{a}_vs_{b}"] = speedup(sb.median, sa.median) if sa and sb else None
     return out
 
@@ -232,6 +236,7 @@ def format_report(results: Results) -> str:
             "A vs B: B median / A median = how many times faster A ran"
             " (>1.00x: A faster). geomean: over workloads with both numbers."
         )
+    lines += _server_cpu_table(results)
     lines += _reference_table(results)
     lines += _relative_table(results)
     problems = [
@@ -270,6 +275,28 @@ def _reference_table(results: Results) -> list[str]:
     groups = ["", "", "time, ms: median [min-max]"]
     header = ["reference (no Python)", "n", "C on libuv"]
     return ["", *_layout(groups, header, rows)]
+
+
+def _server_cpu_table(results: Results) -> list[str]:
+    """The time table's ratios, of the servers' CPU time instead: what each
+    loop spends per pass where the client, not the server, may set the
+    pace (both sides busy on a 2-core machine)."""
+    pairs = _selected_ratios(results)
+    rows = []
+    for wl in _loop_workloads(results):
+        r = ratios(results, wl.name, cpu=True)
+        if pairs and any(v is not None for v in r.values()):
+            rows.append([wl.name, *(_ratio_cell(r[f"{a}_vs_{b}"]) for a, b in pairs)])
+    if not rows:
+        return []
+    groups = ["", *(f"{a}: x less CPU" for a, _ in pairs)]
+    header = ["server CPU time", *(f"vs {b}" for _, b in pairs)]
+    return [
+        "",
+        *_layout(groups, header, rows),
+        "server CPU time: B's median CPU seconds per pass / A's, for the"
+        " server process (>1.00x: A's server used less CPU for the same work).",
+    ]
 
 
 def _relative_table(results: Results) -> list[str]:
@@ -374,6 +401,9 @@ def _workload_json(results: Results, wl: Workload) -> dict[str, Any]:
         if loop in results.loops
     }
     out["ratios"] = ratios(results, wl.name)
+    cpu = ratios(results, wl.name, cpu=True)
+    if any(v is not None for v in cpu.values()):
+        out["server_cpu_ratios"] = cpu
     if wl.vs is not None:
         out["vs"] = wl.vs
         out["relative"] = relative(results, wl.name)

@@ -16,7 +16,7 @@ import pytest
 import cloop
 from cloop.bench import _registry, _tools, _worker
 from cloop.bench._registry import Skip, Timer
-from cloop.bench._report import format_report, relative
+from cloop.bench._report import format_report, ratios, relative
 from cloop.bench._runner import REFERENCE, Cell, LoopStatus, Plan, Results
 
 REGISTRY = _registry.load()
@@ -129,6 +129,25 @@ def test_report_shows_reference_relative_and_skipped() -> None:
     assert "server CPU time" in text
     assert "skipped (not a failure):" in text
     assert "FAILED" not in text
+
+
+def test_report_compares_server_cpu_between_loops() -> None:
+    plan = Plan([REGISTRY["http_one"]], ["uvloop", "cloop"], 1, 1, True, 10.0)
+    ok = {"version": "x", "class": "L"}
+    results = Results(
+        plan,
+        {name: LoopStatus(name, "ok", info=ok) for name in plan.loops},
+        {
+            ("http_one", "uvloop"): cpu_cell(0.1, 0.09),
+            ("http_one", "cloop"): cpu_cell(0.1, 0.06),
+        },
+    )
+    assert ratios(results, "http_one") == {"cloop_vs_uvloop": pytest.approx(1.0)}
+    cpu = ratios(results, "http_one", cpu=True)
+    assert cpu == {"cloop_vs_uvloop": pytest.approx(1.5)}
+    text = format_report(results)
+    assert "x less CPU" in text
+    assert "1.50x" in text
 
 
 def test_timer_record_counts_as_an_entry() -> None:

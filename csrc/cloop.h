@@ -33,6 +33,9 @@
  * recycles thousands per pass. */
 #define CL_FREELIST_MAX 8192
 
+/* Spare bytes objects a loop keeps for its reads (stream.c), at most. */
+#define CL_SPARE_BYTES 64
+
 typedef struct {
     PyTypeObject *LoopType;
     PyTypeObject *HandleType;
@@ -150,6 +153,11 @@ typedef struct {
     char *rbuf;
     size_t rbuf_used;
     Py_ssize_t rbuf_live;
+    /* stream.c: bytes objects of a few KiB the loop held the last
+     * reference to, kept to hold the next reads (see take_slice()). */
+    PyObject *spare[CL_SPARE_BYTES];
+    int nspare;
+    Py_ssize_t spare_size;      /* their sizes, summed */
 
     /* The process forked since the loop was made: libuv's kernel state
      * (epoll, eventfd, signal pipe) was moved to the child by
@@ -257,6 +265,7 @@ int cl_schedule_connection_lost(PyObject *loop, PyObject *transport,
                                 PyObject *exc);
 int cl_stream_init(PyObject *module, cl_state *st);
 void cl_stream_flush_all(cl_loop *loop);
+void cl_stream_spare_clear(cl_loop *loop);
 int cl_stream_deliver(cl_loop *loop, PyObject *transport);
 void cl_stream_flush_clear(cl_loop *loop);
 int cl_stream_flush_traverse(cl_loop *loop, visitproc visit, void *arg);

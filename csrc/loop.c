@@ -956,6 +956,7 @@ loop_close_uv(cl_loop *self)
     }
     PyMem_RawFree(self->uvloop);
     self->uvloop = NULL;
+    cl_stream_spare_clear(self);
 }
 
 static PyObject *
@@ -1101,6 +1102,7 @@ Loop_tp_dealloc(cl_loop *self)
     self->owners = NULL;
     PyMem_RawFree(self->rbuf);
     self->rbuf = NULL;
+    cl_stream_spare_clear(self);
     Py_CLEAR(self->pending_exc);
     Py_CLEAR(self->thread_id);
     Py_CLEAR(self->task_factory);

@@ -713,6 +713,29 @@ Loop_remove_writer_private(cl_loop *self, PyObject *fd)
     return poll_remove(self, CL_WRITE, fd);
 }
 
+/* --- for sock.c ------------------------------------------------------- */
+
+PyObject *
+cl_poll_add_handle(cl_loop *loop, int dir, PyObject *fd, PyObject *callback)
+{
+    PyObject *args[2] = {fd, callback};
+    return poll_add(loop, dir == 0 ? CL_READ : CL_WRITE, args, 2,
+                    dir == 0 ? "_add_reader" : "_add_writer");
+}
+
+PyObject *
+cl_poll_remove_public(cl_loop *loop, int dir, PyObject *fd)
+{
+    return dir == 0 ? Loop_remove_reader(loop, fd)
+                    : Loop_remove_writer(loop, fd);
+}
+
+int
+cl_poll_ensure_no_transport(cl_loop *loop, PyObject *fd)
+{
+    return ensure_no_transport(loop, fd);
+}
+
 PyMethodDef cl_poll_methods[] = {
     {"add_reader", (PyCFunction)(void (*)(void))Loop_add_reader,
      METH_FASTCALL, "add_reader(fd, callback, *args): watch fd for reading."},

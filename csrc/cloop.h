@@ -255,11 +255,13 @@ void cl_poll_close_all(cl_loop *loop);
 int cl_poll_traverse(cl_loop *loop, visitproc visit, void *arg);
 
 /* poll.c, for sock.c: register a C-made callback as _add_reader() (dir
- * 0) or _add_writer() (dir 1) do, returning the new handle; the public
- * remove_reader()/remove_writer(); _ensure_fd_no_transport(). */
+ * 0) or _add_writer() (dir 1) do, returning the new handle; remove it as
+ * the public remove_reader()/remove_writer() do, keeping the fd's poll
+ * for a next wait in the same turn; _ensure_fd_no_transport(). */
 PyObject *cl_poll_add_handle(cl_loop *loop, int dir, PyObject *fd,
                              PyObject *callback);
-PyObject *cl_poll_remove_public(cl_loop *loop, int dir, PyObject *fd);
+PyObject *cl_poll_park(cl_loop *loop, int dir, PyObject *fd,
+                       PyObject *handle);
 int cl_poll_ensure_no_transport(cl_loop *loop, PyObject *fd);
 
 /* sock.c: the C side of sock_recv(), sock_recv_into(), sock_sendall(). */

@@ -321,12 +321,12 @@ sockwait_done(cl_sockwait *w)
     Py_CLEAR(w->sock);
     Py_CLEAR(w->obj);
     PyObject *ret;
-    if (handle != NULL && ((cl_handle *)handle)->cancelled) {
+    if (handle == NULL || ((cl_handle *)handle)->cancelled) {
         ret = Py_NewRef(Py_None);
     }
     else {
-        PyObject *r = cl_poll_remove_public(
-            w->loop, w->kind == SW_SENDALL ? 1 : 0, fd);
+        PyObject *r = cl_poll_park(w->loop, w->kind == SW_SENDALL ? 1 : 0,
+                                   fd, handle);
         ret = r == NULL ? NULL : Py_NewRef(Py_None);
         Py_XDECREF(r);
     }

@@ -659,3 +659,126 @@ def test_references_released(loop, pair):
     after = (sys.getrefcount(a), sys.getrefcount(buf),
              sys.getrefcount(data))
     assert after == before
+
+
+# --- the fd's poll kept between waits (cloop) ------------------------------
+#
+# cloop keeps a connection's uv_poll_t from the end of one wait to the next
+# one in the same turn; whatever else happens to the fd in that turn must
+# look as after asyncio's remove_reader().
+
+
+def _recv_then(loop, a, b, then):
+    async def main():
+        loop.call_later(0.005, b.send, b"1")
+        assert await loop.sock_recv(a, 10) == b"1"
+        return await then()
+
+    return loop.run_until_complete(main())
+
+
+def test_add_reader_right_after_a_wait(loop, pair):
+    a, b = pair
+    calls = []
+
+    async def then():
+        loop.add_reader(a.fileno(), calls.append, "r")
+        b.send(b"2")
+        await asyncio.sleep(0.01)
+        return loop.remove_reader(a.fileno())
+
+    assert _recv_then(loop, a, b, then)
+    assert calls
+
+
+@pytest.mark.parametrize("reuse", ["add_reader", "sock_recv", "transport"])
+def test_fd_reused_right_after_a_wait(loop, pair, reuse):
+    """The socket closes and its fd number goes to a new socket in the turn
+    the wait ended: the new socket is watched for real."""
+    a, b = pair
+    got = []
+
+    class Proto(asyncio.Protocol):
+        def data_received(self, data):
+            got.append(data)
+
+    async def then():
+        fd = a.fileno()
+        a.close()
+        c, d = socket.socketpair()
+        if c.fileno() != fd:
+            c, d = d, c
+        with c, d:
+            c.setblocking(False)
+            if c.fileno() != fd:
+                pytest.skip("the fd number was not reused")
+            if reuse == "add_reader":
+                loop.add_reader(c.fileno(), lambda: got.append(c.recv(10)))
+                loop.call_later(0.005, d.send, b"new")
+                await asyncio.sleep(0.05)
+                loop.remove_reader(c.fileno())
+            elif reuse == "sock_recv":
+                loop.call_later(0.005, d.send, b"new")
+                got.append(await asyncio.wait_for(loop.sock_recv(c, 10), 5))
+            else:
+                tr, _ = await loop.create_connection(Proto, sock=c)
+                loop.call_later(0.005, d.send, b"new")
+                for _ in range(100):
+                    if got:
+                        break
+                    await asyncio.sleep(0.005)
+                tr.close()
+                await asyncio.sleep(0)
+        return got
+
+    assert _recv_then(loop, a, b, then) == [b"new"]
+
+
+def test_waits_on_two_sockets_alternating(loop):
+    pairs = [socket.socketpair() for _ in range(3)]
+    for p in pairs:
+        for s in p:
+            s.setblocking(False)
+
+    async def echo(s):
+        while data := await loop.sock_recv(s, 100):
+            await loop.sock_sendall(s, data)
+
+    async def main():
+        servers = [asyncio.ensure_future(echo(p[0])) for p in pairs]
+        out = []
+        for i in range(30):
+            c = pairs[i % 3][1]
+            await loop.sock_sendall(c, b"%d" % i)
+            out.append(await loop.sock_recv(c, 100))
+        for p in pairs:
+            p[1].shutdown(socket.SHUT_WR)
+        await asyncio.gather(*servers)
+        return out
+
+    try:
+        assert loop.run_until_complete(main()) == [b"%d" % i
+                                                   for i in range(30)]
+        for p in pairs:
+            assert not reader_registered(loop, p[0].fileno())
+    finally:
+        for p in pairs:
+            for s in p:
+                s.close()
+
+
+def test_close_loop_right_after_a_wait(loop_factory):
+    loop = loop_factory()
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+
+        async def main():
+            loop.call_later(0.005, b.send, b"x")
+            await loop.sock_recv(a, 10)
+            loop.stop()
+
+        loop.create_task(main())
+        loop.run_forever()
+        loop.close()
+    assert loop.is_closed()

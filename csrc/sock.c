@@ -17,9 +17,11 @@
  * A call that finds the socket not ready asks sock.gettimeout(): asyncio
  * would have called sock.recv() or sock.send() in the socket's own mode,
  * so a blocking socket, or one with a timeout, goes to the Python
- * implementation, as long as nothing was consumed or sent yet.  (A
- * sock_sendall() on such a socket whose first send(2) was partial waits
- * for the rest in the loop, where asyncio's send() would have blocked.)
+ * implementation, as long as nothing was consumed or sent yet.  When a
+ * sock_sendall()'s first send(2) was partial, a blocking socket's send()
+ * sends the rest (where asyncio's one send() would have blocked), and a
+ * socket with a timeout waits for the rest in the loop (its send() polls
+ * first, then sends what fits, as send(2) just did).
  *
  * A non-blocking socket that is not ready waits as asyncio's selector
  * loop does, step for step: a future from loop.create_future(), the fd's
@@ -168,7 +170,10 @@ raw_recv_into(int fd, PyObject *buf, int *again)
     return PyLong_FromSsize_t(got);
 }
 
-/* sock.gettimeout() == 0: 1, 0 (blocking or a timeout), or -1. */
+/* The socket's mode from sock.gettimeout(): 1 non-blocking (0.0), 0 a
+ * timeout, CL_BLOCKING (None), or -1. */
+#define CL_BLOCKING 2
+
 static int
 sock_nonblocking(cl_state *st, PyObject *sock)
 {
@@ -177,7 +182,8 @@ sock_nonblocking(cl_state *st, PyObject *sock)
     if (t == NULL) {
         return -1;
     }
-    int r = PyFloat_Check(t) && PyFloat_AS_DOUBLE(t) == 0.0;
+    int r = t == Py_None ? CL_BLOCKING
+                         : PyFloat_Check(t) && PyFloat_AS_DOUBLE(t) == 0.0;
     Py_DECREF(t);
     return r;
 }
@@ -191,10 +197,11 @@ check_debug(cl_loop *loop, PyObject *sock)
         return 0;
     }
     int nb = sock_nonblocking(loop->state, sock);
-    if (nb == 0) {
+    if (nb == 0 || nb == CL_BLOCKING) {
         PyErr_SetString(PyExc_ValueError, "the socket must be non-blocking");
+        return -1;
     }
-    return nb > 0 ? 0 : -1;
+    return nb < 0 ? -1 : 0;
 }
 
 /* data's bytes are what len(data) counts and send() sends. */
@@ -510,7 +517,7 @@ Loop_sock_recv(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *res = raw_recv(st, fd, n, &again);
     if (res == NULL && again) {
         int nb = sock_nonblocking(st, sock);
-        if (nb == 0) {
+        if (nb == 0 || nb == CL_BLOCKING) {
             res = Py_NewRef(Py_NotImplemented);
         }
         else if (nb > 0) {
@@ -547,7 +554,7 @@ Loop_sock_recv_into(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
     }
     else if (res == NULL && again) {
         int nb = sock_nonblocking(st, sock);
-        if (nb == 0) {
+        if (nb == 0 || nb == CL_BLOCKING) {
             res = Py_NewRef(Py_NotImplemented);
         }
         else if (nb > 0) {
@@ -602,15 +609,38 @@ Loop_sock_sendall(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
     if (nb < 0) {
         goto done;
     }
-    if (nb == 0 && sent == 0) {
+    if (nb != 1 && sent == 0) {
         /* Nothing went: asyncio's send() in the socket's own mode. */
         res = Py_NewRef(Py_NotImplemented);
         goto done;
     }
     PyObject *mv = PyMemoryView_FromObject(data);
-    if (mv != NULL) {
-        res = wait_start(self, SW_SENDALL, sock, mv, sent, fdobj);
+    if (mv == NULL) {
+        goto done;
     }
+    if (nb == CL_BLOCKING) {
+        /* asyncio's send() on a blocking socket would have waited to send
+         * the rest (up to an interruption): so does the socket's own. */
+        PyObject *rest = PySequence_GetSlice(mv, sent, len);
+        PyObject *r = NULL;
+        if (rest != NULL) {
+            r = PyObject_CallMethod(sock, "send", "O", rest);
+            Py_DECREF(rest);
+        }
+        Py_ssize_t more = r == NULL ? -1 : PyLong_AsSsize_t(r);
+        Py_XDECREF(r);
+        if (more == -1 && PyErr_Occurred()) {
+            Py_DECREF(mv);
+            goto done;
+        }
+        sent += more;
+        if (sent >= len) {
+            Py_DECREF(mv);
+            res = Py_NewRef(Py_None);
+            goto done;
+        }
+    }
+    res = wait_start(self, SW_SENDALL, sock, mv, sent, fdobj);
 done:
     Py_DECREF(fdobj);
     return res;

@@ -434,6 +434,34 @@ def test_blocking_socket_with_data(loop):
         assert b.recv(10) == b"back"
 
 
+def test_blocking_socket_sendall_more_than_fits(loop):
+    """asyncio's send() on a blocking socket blocks until all is sent (a
+    thread reads meanwhile); cloop's sock_sendall() completes the same."""
+    import threading
+
+    loop.set_debug(False)
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    data = bytes(range(256)) * 4096
+    got = bytearray()
+
+    def read():
+        while len(got) < len(data):
+            chunk = b.recv(65536)
+            if not chunk:
+                break
+            got.extend(chunk)
+
+    with a, b:
+        t = threading.Thread(target=read)
+        t.start()
+        try:
+            loop.run_until_complete(loop.sock_sendall(a, data))
+        finally:
+            t.join(10)
+    assert bytes(got) == data
+
+
 @pytest.mark.parametrize("op", ["recv", "recv_into", "sendall"])
 def test_debug_checks_plain_socket(loop, pair, op):
     a, b = pair

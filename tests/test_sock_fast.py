@@ -810,3 +810,27 @@ def test_close_loop_right_after_a_wait(loop_factory):
         loop.run_forever()
         loop.close()
     assert loop.is_closed()
+
+
+def test_references_released_on_errors(loop, tcp_pair):
+    c, s = tcp_pair
+    buf = bytearray(8)
+    data = bytearray(b"x" * 100)
+    gc.collect()
+    before = (sys.getrefcount(c), sys.getrefcount(buf),
+              sys.getrefcount(data))
+
+    async def main():
+        loop.call_later(0.005, _reset, s)
+        with pytest.raises(ConnectionResetError):
+            await loop.sock_recv_into(c, buf)
+        with pytest.raises(OSError):
+            for _ in range(3):
+                await loop.sock_sendall(c, data)
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    gc.collect()
+    after = (sys.getrefcount(c), sys.getrefcount(buf),
+             sys.getrefcount(data))
+    assert after == before

@@ -46,6 +46,7 @@ typedef struct {
     PyTypeObject *UDPTransportType;     /* udp.c */
     PyTypeObject *ProcessType;          /* process.c */
     PyTypeObject *FsBatchType;          /* fs.c */
+    PyTypeObject *SockWaitType;         /* sock.c */
 
     /* Interned names used on the hot path and in hooks. */
     PyObject *str_context;
@@ -74,6 +75,18 @@ typedef struct {
     /* cloop._handles, imported on first use (repr, error reporting, debug
      * helpers are Python: they run per error or per debug callback). */
     PyObject *hooks;
+
+    /* sock.c: socket.socket (the type served by recv(2)/send(2) directly),
+     * the scratch buffer small reads land in (a bytearray), and names. */
+    PyObject *socket_type;
+    PyObject *sock_scratch;
+    PyObject *str_fileno;
+    PyObject *str_gettimeout;
+    PyObject *str_done;
+    PyObject *str_set_result;
+    PyObject *str_set_exception;
+    PyObject *str_add_done_callback;
+    PyObject *str_create_future;
 
     /* fs.c: UV_USE_IO_URING was a positive number at import, so loops
      * ask libuv >= 1.49 for its io_uring file operations. */
@@ -249,6 +262,20 @@ void cl_handle_clear_freelist(cl_loop *loop);
 extern PyMethodDef cl_poll_methods[];
 void cl_poll_close_all(cl_loop *loop);
 int cl_poll_traverse(cl_loop *loop, visitproc visit, void *arg);
+
+/* poll.c, for sock.c: register a C-made callback as _add_reader() (dir
+ * 0) or _add_writer() (dir 1) do, returning the new handle; remove it as
+ * the public remove_reader()/remove_writer() do, keeping the fd's poll
+ * for a next wait in the same turn; _ensure_fd_no_transport(). */
+PyObject *cl_poll_add_handle(cl_loop *loop, int dir, PyObject *fd,
+                             PyObject *callback);
+PyObject *cl_poll_park(cl_loop *loop, int dir, PyObject *fd,
+                       PyObject *handle);
+int cl_poll_ensure_no_transport(cl_loop *loop, PyObject *fd);
+
+/* sock.c: the C side of sock_recv(), sock_recv_into(), sock_sendall(). */
+extern PyMethodDef cl_sock_methods[];
+int cl_sock_init(PyObject *module, cl_state *st);
 
 /* dns.c: getaddrinfo()/getnameinfo() on libuv's worker pool. */
 extern PyMethodDef cl_dns_methods[];

@@ -131,7 +131,9 @@ module_exec(PyObject *module)
         cl_process_init(module, st) < 0 ||
         add_methods(st->LoopType, cl_fs_methods) < 0 ||
         cl_stream_init(module, st) < 0 || cl_udp_init(module, st) < 0 ||
-        cl_fs_init(module, st) < 0) {
+        cl_fs_init(module, st) < 0 ||
+        add_methods(st->LoopType, cl_sock_methods) < 0 ||
+        cl_sock_init(module, st) < 0) {
         return -1;
     }
     INTERN(str_context, "context");
@@ -184,6 +186,16 @@ module_exec(PyObject *module)
     X(UDPTransportType)                                                     \
     X(ProcessType)                                                          \
     X(FsBatchType)                                                          \
+    X(SockWaitType)                                                         \
+    X(socket_type)                                                          \
+    X(sock_scratch)                                                         \
+    X(str_fileno)                                                           \
+    X(str_gettimeout)                                                       \
+    X(str_done)                                                             \
+    X(str_set_result)                                                       \
+    X(str_set_exception)                                                    \
+    X(str_add_done_callback)                                                \
+    X(str_create_future)                                                    \
     X(str_context)                                                          \
     X(str_loop)                                                             \
     X(str_check_thread)                                                     \

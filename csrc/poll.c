@@ -36,6 +36,12 @@
  *     after loop.c's prepare handle and libuv runs prepare handles newest
  *     first, so it runs before the GIL is released.
  *
+ * One exception to the first rule: the uv_poll_t of a sock_*() wait
+ * (sock.c) is kept, stopped, from the wait's end until the guard runs, and
+ * started again if the next wait on the fd comes in the meantime (see
+ * cl_poll_park()); that fd was just read from or written to, and the guard
+ * checks it before the poll as any restarted fd.
+ *
  * uv_poll_init() makes the fd non-blocking; asyncio's selector never
  * changes the fd's mode, so a blocking fd is put back as it was.
  *
@@ -63,6 +69,7 @@ typedef struct {
     cl_handle *writer;   /* NULL when no writer */
     int fd;
     int events;          /* UV_READABLE|UV_WRITABLE started; 0: stopped */
+    char parked;         /* no handle, kept for sock.c (cl_poll_park) */
 } cl_poller;
 
 struct cl_pollset {
@@ -117,6 +124,8 @@ fd_pollable(cl_loop *loop, int fd)
 #endif
 }
 
+static void poller_drop(cl_pollset *ps, cl_poller *p, PyObject **out);
+
 static void
 on_poll_guard(uv_prepare_t *handle)
 {
@@ -124,6 +133,13 @@ on_poll_guard(uv_prepare_t *handle)
     cl_pollset *ps = loop->pollset;
     for (size_t i = 0; i < ps->nfresh; i++) {
         cl_poller *p = lookup(loop, ps->fresh[i]);
+        if (p != NULL && p->parked) {
+            /* Not waited on again this turn: gone, as removed.  A parked
+             * poller holds no reference. */
+            PyObject *refs[3];
+            poller_drop(ps, p, refs);
+            continue;
+        }
         if (p != NULL && p->events != 0 && !fd_pollable(loop, p->fd)) {
             uv_poll_stop(p->poll);
             p->events = 0;
@@ -135,12 +151,11 @@ on_poll_guard(uv_prepare_t *handle)
 
 static void on_poll_event(uv_poll_t *handle, int status, int events);
 
-/* Start p's poll for events and have the guard check the fd before the
- * next poll.  Returns 0, or -1 with MemoryError. */
+/* Room for one more fd in the guard's list.  Returns 0, or -1 with
+ * MemoryError. */
 static int
-poller_start(cl_loop *loop, cl_poller *p, int events)
+fresh_reserve(cl_pollset *ps)
 {
-    cl_pollset *ps = loop->pollset;
     if (ps->nfresh == ps->freshcap) {
         size_t cap = ps->freshcap ? ps->freshcap * 2 : 16;
         int *fresh = PyMem_Realloc(ps->fresh, cap * sizeof(int));
@@ -151,16 +166,35 @@ poller_start(cl_loop *loop, cl_poller *p, int events)
         ps->fresh = fresh;
         ps->freshcap = cap;
     }
+    return 0;
+}
+
+/* Note fd for the guard, which runs just before the next poll. */
+static void
+fresh_note(cl_pollset *ps, int fd)
+{
+    ps->fresh[ps->nfresh++] = fd;
+    if (!uv_is_active((uv_handle_t *)ps->guard)) {
+        uv_prepare_start(ps->guard, on_poll_guard);
+    }
+}
+
+/* Start p's poll for events and have the guard check the fd before the
+ * next poll.  Returns 0, or -1 with MemoryError. */
+static int
+poller_start(cl_loop *loop, cl_poller *p, int events)
+{
+    cl_pollset *ps = loop->pollset;
+    if (fresh_reserve(ps) < 0) {
+        return -1;
+    }
     int err = uv_poll_start(p->poll, events, on_poll_event);
     if (err < 0) {
         cl_raise_uv_error(err);
         return -1;
     }
     p->events = events;
-    ps->fresh[ps->nfresh++] = p->fd;
-    if (!uv_is_active((uv_handle_t *)ps->guard)) {
-        uv_prepare_start(ps->guard, on_poll_guard);
-    }
+    fresh_note(ps, p->fd);
     return 0;
 }
 
@@ -234,6 +268,22 @@ poller_update(cl_loop *loop, cl_poller *p, PyObject **out)
     }
     if (events == p->events) {
         return 0;
+    }
+    if (p->parked) {
+        /* sock.c waits on the fd again in the turn it was parked: the
+         * stopped uv_poll_t starts again.  The guard already has the fd
+         * in its list and checks it before the poll. */
+        p->parked = 0;
+        int err = uv_poll_start(p->poll, events, on_poll_event);
+        if (err == 0) {
+            p->events = events;
+            return 0;
+        }
+        cl_raise_uv_error(err);
+        PyObject *exc = cl_fetch_exc();
+        poller_drop(loop->pollset, p, out);
+        cl_restore_exc(exc);
+        return -1;
     }
     if (p->poll != NULL) {
         poll_close(p->poll);
@@ -442,8 +492,8 @@ poller_new(cl_loop *loop, int fd)
 
 /* _add_reader()/_add_writer(): register, return the new handle. */
 static PyObject *
-poll_add(cl_loop *loop, int dir, PyObject *const *args, Py_ssize_t nargs,
-         const char *name)
+poll_add_impl(cl_loop *loop, int dir, PyObject *const *args,
+              Py_ssize_t nargs, const char *name, int reuse)
 {
     if (nargs < 2) {
         PyErr_Format(PyExc_TypeError,
@@ -468,6 +518,13 @@ poll_add(cl_loop *loop, int dir, PyObject *const *args, Py_ssize_t nargs,
     cl_handle *h = cl_handle_new(loop, args[1], args + 2, nargs - 2, Py_None);
     if (h == NULL) {
         return NULL;
+    }
+    if (p != NULL && p->parked && !reuse) {
+        /* Only sock.c's next wait takes a parked poller over; any other
+         * registration starts afresh, as after remove_reader(). */
+        PyObject *refs[3];
+        poller_drop(loop->pollset, p, refs);
+        p = NULL;
     }
     int fresh = p == NULL;
     if (fresh) {
@@ -503,6 +560,14 @@ poll_add(cl_loop *loop, int dir, PyObject *const *args, Py_ssize_t nargs,
         }
     }
     return (PyObject *)h;
+}
+
+/* _add_reader()/_add_writer(): register, return the new handle. */
+static PyObject *
+poll_add(cl_loop *loop, int dir, PyObject *const *args, Py_ssize_t nargs,
+         const char *name)
+{
+    return poll_add_impl(loop, dir, args, nargs, name, 0);
 }
 
 /* remove_reader()/remove_writer(): True if a handle was registered. */
@@ -745,6 +810,79 @@ static PyObject *
 Loop_remove_writer_private(cl_loop *self, PyObject *fd)
 {
     return poll_remove(self, CL_WRITE, fd);
+}
+
+/* --- for sock.c ------------------------------------------------------- */
+
+PyObject *
+cl_poll_add_handle(cl_loop *loop, int dir, PyObject *fd, PyObject *callback)
+{
+    PyObject *args[2] = {fd, callback};
+    return poll_add_impl(loop, dir == 0 ? CL_READ : CL_WRITE, args, 2,
+                         dir == 0 ? "_add_reader" : "_add_writer", 1);
+}
+
+/* The done callback of a sock_*() wait, as asyncio's _sock_read_done()
+ * and _sock_write_done(): remove_reader(fd) (or remove_writer(fd)), the
+ * public method with its transport check.  When handle is fd's only
+ * registration, its uv_poll_t is stopped but kept ("parked") until the
+ * guard runs just before the next poll: a sock_*() waiting on the fd
+ * again in this turn, the usual case for a connection served in a loop,
+ * starts it again (cl_poll_add_handle) rather than closing one uv_poll_t
+ * and opening the next (four system calls fewer, and no allocation).
+ *
+ * A parked poller holds no handle and no file object, so every public
+ * method sees the fd as unregistered, and any other registration drops
+ * it first.  The guard drops it before the poll, so it never lives across
+ * a poll: a libuv handle opened on a reused fd number registers with
+ * epoll only in the poll, after the parked poller's uv_poll_t has left
+ * both epoll and libuv's table (uv_poll_stop() here). */
+PyObject *
+cl_poll_park(cl_loop *loop, int dir, PyObject *fdobj, PyObject *handle)
+{
+    if (ensure_no_transport(loop, fdobj) < 0) {
+        return NULL;
+    }
+    cl_loop_check_fork(loop);
+    cl_poller *p = NULL;
+    if (PyLong_CheckExact(fdobj) && !loop->closed && loop->uvloop != NULL) {
+        int overflow;
+        long fd = PyLong_AsLongAndOverflow(fdobj, &overflow);
+        if (!overflow && fd >= 0 && fd <= INT_MAX) {
+            p = lookup(loop, (int)fd);
+        }
+        PyErr_Clear();
+    }
+    cl_handle **slot = NULL, *other = NULL;
+    if (p != NULL) {
+        slot = dir == 0 ? &p->reader : &p->writer;
+        other = dir == 0 ? p->writer : p->reader;
+    }
+    if (p == NULL || *slot != (cl_handle *)handle || other != NULL ||
+        p->poll == NULL || p->events == 0 ||
+        fresh_reserve(loop->pollset) < 0) {
+        PyErr_Clear();
+        return poll_remove(loop, dir == 0 ? CL_READ : CL_WRITE, fdobj);
+    }
+    PyObject *fileobj = p->fileobj;
+    *slot = NULL;
+    p->fileobj = NULL;
+    uv_poll_stop(p->poll);
+    p->events = 0;
+    p->parked = 1;
+    fresh_note(loop->pollset, p->fd);
+    Py_XDECREF(fileobj);
+    /* remove_reader() would cancel the handle; only sock.c holds it, and
+     * it lets go of it now (the callback ignores a late run), so the
+     * cancel() call is spared. */
+    Py_DECREF(handle);
+    Py_RETURN_TRUE;
+}
+
+int
+cl_poll_ensure_no_transport(cl_loop *loop, PyObject *fd)
+{
+    return ensure_no_transport(loop, fd);
 }
 
 PyMethodDef cl_poll_methods[] = {

@@ -39,6 +39,9 @@ class SockMixin:
     remove_writer: Any
     create_future: Any
     _ensure_resolved: Any
+    _cl_sock_recv: Any
+    _cl_sock_recv_into: Any
+    _cl_sock_sendall: Any
 
     def _cl_check_sock(self, sock: socket.socket) -> None:
         base_events._check_ssl_socket(sock)
@@ -104,13 +107,29 @@ class SockMixin:
         self._cl_wait_readable(sock, fut, self._cl_retry, sock, op, *args)
         return await fut
 
+    # sock_recv(), sock_recv_into() and sock_sendall() ask the C side
+    # first (csrc/sock.c): it answers with the result, a future to await,
+    # or NotImplemented for what only the Python below serves (another
+    # socket type, unusual arguments, a socket in blocking or timeout
+    # mode that is not ready).
+
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         """Receive up to n bytes from sock."""
-        return await self._cl_read_op(sock, "recv", n)
+        r = self._cl_sock_recv(sock, n)
+        if r.__class__ is bytes:
+            return r  # type: ignore[no-any-return]
+        if r is NotImplemented:
+            return await self._cl_read_op(sock, "recv", n)
+        return await r  # type: ignore[no-any-return]
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         """Receive into buf; return the number of bytes written."""
-        return await self._cl_read_op(sock, "recv_into", buf)
+        r = self._cl_sock_recv_into(sock, buf)
+        if r.__class__ is int:
+            return r  # type: ignore[no-any-return]
+        if r is NotImplemented:
+            return await self._cl_read_op(sock, "recv_into", buf)
+        return await r  # type: ignore[no-any-return]
 
     async def sock_recvfrom(self, sock: socket.socket,
                             bufsize: int) -> tuple[bytes, Any]:
@@ -130,6 +149,11 @@ class SockMixin:
 
     async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
         """Send all of data, waiting for the socket as needed."""
+        r = self._cl_sock_sendall(sock, data)
+        if r is None:
+            return
+        if r is not NotImplemented:
+            return await r  # type: ignore[no-any-return]
         self._cl_check_sock(sock)
         try:
             n = sock.send(data)

@@ -119,6 +119,26 @@ def test_recv_sizes(loop, pair, waiting):
     assert loop.run_until_complete(main()) == [b"", b"ab", b"c", True]
 
 
+def test_recv_alternating_long_and_short_reads(loop, pair):
+    """Long reads switch cloop to reading straight into the result, short
+    ones back to its scratch buffer: either way the bytes are the peer's."""
+    a, b = pair
+    sizes = [40_000, 3, 20_000, 1, 16_384, 16_383, 500, 65_536, 7]
+    chunks = [bytes([i + 1]) * n for i, n in enumerate(sizes)]
+
+    async def main():
+        out = []
+        for chunk in chunks:
+            b.send(chunk)
+            got = b""
+            while len(got) < len(chunk):
+                got += await loop.sock_recv(a, 65_536)
+            out.append(got)
+        return out
+
+    assert loop.run_until_complete(main()) == chunks
+
+
 @pytest.mark.parametrize("n,exc", [(-1, ValueError), (1.5, TypeError),
                                    ("3", TypeError),
                                    (1 << 70, OverflowError)])

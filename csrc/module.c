@@ -150,6 +150,13 @@ module_exec(PyObject *module)
     INTERN(str_buffer_updated, "buffer_updated");
     INTERN(str_get_buffer, "get_buffer");
     INTERN(str_transports, "_transports");
+    INTERN(str_fileno, "fileno");
+    INTERN(str_gettimeout, "gettimeout");
+    INTERN(str_done, "done");
+    INTERN(str_set_result, "set_result");
+    INTERN(str_set_exception, "set_exception");
+    INTERN(str_add_done_callback, "add_done_callback");
+    INTERN(str_create_future, "create_future");
     INTERN(str_datagram_received, "datagram_received");
     INTERN(str_name, "name");
     st->kwnames_loop = PyTuple_Pack(1, st->str_loop);

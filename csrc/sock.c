@@ -665,14 +665,6 @@ PyMethodDef cl_sock_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-#define SOCK_INTERN(field, text)                                            \
-    do {                                                                    \
-        st->field = PyUnicode_InternFromString(text);                       \
-        if (st->field == NULL) {                                            \
-            return -1;                                                      \
-        }                                                                   \
-    } while (0)
-
 int
 cl_sock_init(PyObject *module, cl_state *st)
 {
@@ -695,12 +687,5 @@ cl_sock_init(PyObject *module, cl_state *st)
     if (st->sock_scratch == NULL) {
         return -1;
     }
-    SOCK_INTERN(str_fileno, "fileno");
-    SOCK_INTERN(str_gettimeout, "gettimeout");
-    SOCK_INTERN(str_done, "done");
-    SOCK_INTERN(str_set_result, "set_result");
-    SOCK_INTERN(str_set_exception, "set_exception");
-    SOCK_INTERN(str_add_done_callback, "add_done_callback");
-    SOCK_INTERN(str_create_future, "create_future");
     return 0;
 }

@@ -21,6 +21,7 @@ import faulthandler
 import gc
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -163,6 +164,17 @@ def _hygiene(request):
         fd = signal.set_wakeup_fd(-1)
         assert fd == -1, f"test left signal wakeup fd {fd} installed"
     assert sys.get_asyncgen_hooks() == asyncgen_hooks
+
+
+@pytest.fixture
+def pair():
+    """A connected pair of non-blocking Unix stream sockets."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
 
 
 @pytest.fixture

@@ -11,16 +11,6 @@ import tempfile
 import pytest
 
 
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
 def run_until(loop, pred, timeout=5.0):
     deadline = loop.time() + timeout
     while not pred():

@@ -17,16 +17,6 @@ import pytest
 
 
 @pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
-@pytest.fixture
 def tcp_pair():
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))

@@ -431,6 +431,28 @@ lookup_invalid(cl_loop *loop, PyObject *obj, long fd)
 
 /* --- add / remove ------------------------------------------------------ */
 
+/* A table of pointers indexed by fd, grown (new entries NULL) to hold fd:
+ * the pollers' and the transport owners'.  The table, or NULL with
+ * MemoryError (the old one is left as it was). */
+static void *
+fd_table_grow(void *table, int *cap, int fd)
+{
+    int n = *cap ? *cap : 64;
+    while (n <= fd) {
+        n = n > INT_MAX / 2 ? INT_MAX : n * 2;
+    }
+    void **t = PyMem_Realloc(table, (size_t)n * sizeof(void *));
+    if (t == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (int i = *cap; i < n; i++) {
+        t[i] = NULL;
+    }
+    *cap = n;
+    return t;
+}
+
 static int
 pollset_reserve(cl_loop *loop, int fd)
 {
@@ -453,20 +475,11 @@ pollset_reserve(cl_loop *loop, int fd)
         loop->pollset = ps;
     }
     if (fd >= ps->cap) {
-        int cap = ps->cap ? ps->cap : 64;
-        while (cap <= fd) {
-            cap = cap > INT_MAX / 2 ? INT_MAX : cap * 2;
-        }
-        cl_poller **byfd = PyMem_Realloc(ps->byfd, cap * sizeof(*byfd));
+        cl_poller **byfd = fd_table_grow(ps->byfd, &ps->cap, fd);
         if (byfd == NULL) {
-            PyErr_NoMemory();
             return -1;
         }
-        for (int i = ps->cap; i < cap; i++) {
-            byfd[i] = NULL;
-        }
         ps->byfd = byfd;
-        ps->cap = cap;
     }
     return 0;
 }
@@ -637,20 +650,11 @@ int
 cl_fd_owner_set(cl_loop *loop, int fd, PyObject *transport)
 {
     if (fd >= loop->ownercap) {
-        int cap = loop->ownercap ? loop->ownercap : 64;
-        while (cap <= fd) {
-            cap = cap > INT_MAX / 2 ? INT_MAX : cap * 2;
-        }
-        PyObject **o = PyMem_Realloc(loop->owners, cap * sizeof(*o));
+        PyObject **o = fd_table_grow(loop->owners, &loop->ownercap, fd);
         if (o == NULL) {
-            PyErr_NoMemory();
             return -1;
         }
-        for (int i = loop->ownercap; i < cap; i++) {
-            o[i] = NULL;
-        }
         loop->owners = o;
-        loop->ownercap = cap;
     }
     loop->owners[fd] = transport;
     return 0;

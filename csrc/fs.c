@@ -445,6 +445,17 @@ on_fs_done(uv_fs_t *req)
         op_finish(op);
         return;
     }
+    if (op->step == STEP_CLOSE &&
+        (op->kind == OP_READ_FILE || op->kind == OP_WRITE_FILE)) {
+        /* Either chain's last step: the close. */
+        op->fd = -1;
+        if (r < 0 && op->err == 0) {
+            op->err = (int)r;
+        }
+        uv_fs_req_cleanup(req);
+        op_finish(op);
+        return;
+    }
     switch (op->kind) {
     case OP_READ_FILE:
         switch (op->step) {
@@ -504,14 +515,6 @@ on_fs_done(uv_fs_t *req)
                 op->cap = cap;
             }
             break;
-        case STEP_CLOSE:
-            op->fd = -1;
-            if (r < 0 && op->err == 0) {
-                op->err = (int)r;
-            }
-            uv_fs_req_cleanup(req);
-            op_finish(op);
-            return;
         default:
             break;
         }
@@ -540,14 +543,6 @@ on_fs_done(uv_fs_t *req)
                 op->step = STEP_CLOSE;
             }
             break;
-        case STEP_CLOSE:
-            op->fd = -1;
-            if (r < 0 && op->err == 0) {
-                op->err = (int)r;
-            }
-            uv_fs_req_cleanup(req);
-            op_finish(op);
-            return;
         default:
             break;
         }

@@ -178,6 +178,22 @@ def pair():
 
 
 @pytest.fixture
+def tcp_pair():
+    """A connected (client, server) pair of non-blocking TCP sockets."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    c = socket.create_connection(lsock.getsockname())
+    s, _ = lsock.accept()
+    lsock.close()
+    c.setblocking(False)
+    s.setblocking(False)
+    yield c, s
+    c.close()
+    s.close()
+
+
+@pytest.fixture
 def cloop_mod():
     """The cloop module (skips while it is not importable)."""
     return require_cloop()

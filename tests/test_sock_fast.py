@@ -16,21 +16,6 @@ import sys
 import pytest
 
 
-@pytest.fixture
-def tcp_pair():
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    c = socket.create_connection(srv.getsockname())
-    s, _ = srv.accept()
-    srv.close()
-    c.setblocking(False)
-    s.setblocking(False)
-    yield c, s
-    c.close()
-    s.close()
-
-
 def reader_registered(loop, fd):
     """Remove fd's reader, answering whether there was one (the same on
     both loops: remove_reader() is public API)."""

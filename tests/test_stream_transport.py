@@ -49,22 +49,6 @@ class Recorder(asyncio.Protocol):
             self.lost.set_result(exc)
 
 
-@pytest.fixture
-def tcp_pair():
-    """A connected (client, server) pair of non-blocking TCP sockets."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
-    c = socket.create_connection(lsock.getsockname())
-    s, _ = lsock.accept()
-    lsock.close()
-    c.setblocking(False)
-    s.setblocking(False)
-    yield c, s
-    c.close()
-    s.close()
-
-
 async def connect_pair(loop, proto_factory=None, **kw):
     """A transport on one end of a socketpair and the raw peer socket."""
     a, b = socket.socketpair()

@@ -118,8 +118,14 @@ typedef struct {
     uv_poll_t *sigpoll;         /* the signal wake-up fd, when watched */
 
     cl_ring ready;
+    /* What callbacks run inside the poll (reads delivered there, see
+     * stream.c) queue: it belongs to the next pass, so it joins the ready
+     * queue after the turn's I/O and due timers.  Empty outside uv_run. */
+    cl_ring later;
     cl_timerheap timers;
     uint64_t timer_seq;
+    uint64_t poll_seq;          /* timer_seq when the poll started */
+    size_t turn;                /* counts turns */
     double armed_when;          /* deadline the uv timer is armed for */
 
     /* Set while the GIL is released around a blocking poll; the first
@@ -137,6 +143,10 @@ typedef struct {
     char closed;
     char stopping;
     char may_block;
+    /* The pass starts with nothing queued ahead of the poll's I/O, so a
+     * read may be delivered as libuv reads it (stream.c). */
+    char direct;
+    char defer;                 /* queue to later, not ready */
 
     Py_ssize_t nfree;
     Py_ssize_t freecap;

@@ -96,11 +96,36 @@ ring_clear(cl_ring *r)
     }
 }
 
+/* Where a handle queued now goes: the ready queue, or the next pass's
+ * part of it while a callback runs inside the poll. */
+static inline cl_ring *
+queue_of(cl_loop *loop)
+{
+    return loop->defer ? &loop->later : &loop->ready;
+}
+
+/* Append the later queue to the ready queue.  -1 with MemoryError, both
+ * unchanged. */
+static int
+ring_move_later(cl_loop *self)
+{
+    cl_ring *r = &self->ready;
+    while (r->cap < r->len + self->later.len) {
+        if (ring_grow(r) < 0) {
+            return -1;
+        }
+    }
+    while (self->later.len > 0) {
+        (void)ring_push(r, ring_pop(&self->later));
+    }
+    return 0;
+}
+
 int
 cl_loop_push_ready(cl_loop *loop, PyObject *handle)
 {
     Py_INCREF(handle);
-    if (ring_push(&loop->ready, handle) < 0) {
+    if (ring_push(queue_of(loop), handle) < 0) {
         Py_DECREF(handle);
         return -1;
     }
@@ -211,7 +236,8 @@ cl_loop_timer_cancelled(cl_loop *self, cl_timerhandle *th)
 
 /* Move every timer due by now to the ready queue, in (when, seq) order.
  * Timers scheduled by the callbacks that then run wait for the next turn,
- * so a zero-delay re-arm cannot spin. */
+ * so a zero-delay re-arm cannot spin; so do those scheduled by callbacks
+ * run inside the poll, as asyncio only runs callbacks after collecting. */
 static int
 collect_due_timers(cl_loop *self)
 {
@@ -220,16 +246,30 @@ collect_due_timers(cl_loop *self)
         return 0;
     }
     double now = cl_monotonic();
+    cl_timer_node *aside = NULL;  /* chained through their index */
+    int r = 0;
     while (top != NULL && top->key <= now) {
         cl_timerheap_pop(&self->timers);
+        if (top->seq >= self->poll_seq) {
+            top->index = (size_t)(uintptr_t)aside;
+            aside = top;
+        }
         /* The heap's reference moves to the ready queue. */
-        if (ring_push(&self->ready, (PyObject *)CL_TIMERHANDLE(top)) < 0) {
+        else if (ring_push(&self->ready, (PyObject *)CL_TIMERHANDLE(top)) <
+                 0) {
             Py_DECREF(CL_TIMERHANDLE(top));
-            return -1;
+            r = -1;
+            break;
         }
         top = cl_timerheap_peek(&self->timers);
     }
-    return 0;
+    /* Back in the heap, which has room for them: they were just in it. */
+    while (aside != NULL) {
+        cl_timer_node *next = (cl_timer_node *)(uintptr_t)aside->index;
+        (void)cl_timerheap_push(&self->timers, aside);
+        aside = next;
+    }
+    return r;
 }
 
 /* Choose how the next uv_run polls: not at all when work is waiting,
@@ -314,13 +354,12 @@ run_handle_debug(cl_loop *self, cl_handle *h)
     return 0;
 }
 
-/* Run the handles queued when the pass starts.  Returns -1 with
+/* Run the first ntodo queued handles: the pass.  Returns -1 with
  * SystemExit or KeyboardInterrupt set; the handles not yet run stay
  * queued, as in asyncio. */
 static int
-run_ready(cl_loop *self)
+run_ready(cl_loop *self, size_t ntodo)
 {
-    size_t ntodo = self->ready.len;
     cl_state *st = self->state;
     while (ntodo-- > 0 && self->ready.len > 0) {
         cl_handle *h = (cl_handle *)ring_pop(&self->ready);
@@ -355,19 +394,29 @@ run_turn(cl_loop *self)
     }
     uv_run_mode mode = prepare_poll(self);
     self->may_block = mode == UV_RUN_ONCE;
+    self->direct = self->ready.len == 0;
+    self->poll_seq = self->timer_seq;
+    self->turn++;
     uv_run(self->uvloop, mode);
+    self->direct = 0;
     self->may_block = 0;
     cl_acquire(self);
+    int r = self->pending_exc == NULL ? collect_due_timers(self) : 0;
+    /* The pass: the poll's I/O and the due timers, not what callbacks
+     * inside the poll queued (asyncio runs those in the next pass). */
+    size_t ntodo = self->ready.len;
+    if (r == 0 && self->later.len > 0) {
+        r = ring_move_later(self);
+    }
     if (self->pending_exc != NULL) {
+        /* What ended the run wins over a MemoryError here. */
         PyObject *exc = self->pending_exc;
         self->pending_exc = NULL;
+        PyErr_Clear();
         cl_restore_exc(exc);
         return -1;
     }
-    if (collect_due_timers(self) < 0) {
-        return -1;
-    }
-    return run_ready(self);
+    return r < 0 ? r : run_ready(self, ntodo);
 }
 
 /* --- fork() ------------------------------------------------------------ */
@@ -526,14 +575,12 @@ debug_checks(cl_loop *self, PyObject *callback, PyObject *method_name,
  * call_soon() returns the handle, so it cannot be untracked when queued;
  * the previous one is looked at instead, usually dropped by then. */
 static inline void
-untrack_queue_tail(cl_loop *self)
+untrack_queue_tail(cl_loop *self, cl_ring *q)
 {
-    if (self->ready.len == 0) {
+    if (q->len == 0) {
         return;
     }
-    PyObject *tail =
-        self->ready.items[(self->ready.head + self->ready.len - 1) &
-                          (self->ready.cap - 1)];
+    PyObject *tail = q->items[(q->head + q->len - 1) & (q->cap - 1)];
     if (Py_REFCNT(tail) == 1 && Py_IS_TYPE(tail, self->state->HandleType) &&
         ((cl_handle *)tail)->weakreflist == NULL &&
         PyObject_GC_IsTracked(tail)) {
@@ -545,13 +592,14 @@ static PyObject *
 schedule_soon(cl_loop *self, PyObject *const *args, Py_ssize_t nargs,
               PyObject *context)
 {
-    untrack_queue_tail(self);
+    cl_ring *q = queue_of(self);
+    untrack_queue_tail(self, q);
     cl_handle *h = cl_handle_new(self, args[0], args + 1, nargs - 1, context);
     if (h == NULL) {
         return NULL;
     }
     Py_INCREF(h);
-    if (ring_push(&self->ready, (PyObject *)h) < 0) {
+    if (ring_push(q, (PyObject *)h) < 0) {
         Py_DECREF(h);
         Py_DECREF(h);
         return NULL;
@@ -922,6 +970,7 @@ loop_close_uv(cl_loop *self)
 {
     self->closed = 1;
     ring_clear(&self->ready);
+    ring_clear(&self->later);
     clear_timers(self);
     cl_stream_flush_clear(self);
     if (self->uvloop == NULL) {
@@ -1041,12 +1090,10 @@ Loop_tp_new(PyTypeObject *tp, PyObject *Py_UNUSED(args),
 }
 
 static int
-Loop_tp_traverse(cl_loop *self, visitproc visit, void *arg)
+ring_traverse(cl_ring *q, visitproc visit, void *arg)
 {
-    Py_VISIT(Py_TYPE(self));
-    for (size_t i = 0; i < self->ready.len; i++) {
-        PyObject *h =
-            self->ready.items[(self->ready.head + i) & (self->ready.cap - 1)];
+    for (size_t i = 0; i < q->len; i++) {
+        PyObject *h = q->items[(q->head + i) & (q->cap - 1)];
         /* See untrack_queue_tail(): an untracked handle is the loop's. */
         if (PyObject_GC_IsTracked(h)) {
             Py_VISIT(h);
@@ -1058,10 +1105,24 @@ Loop_tp_traverse(cl_loop *self, visitproc visit, void *arg)
             }
         }
     }
+    return 0;
+}
+
+static int
+Loop_tp_traverse(cl_loop *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    int r = ring_traverse(&self->ready, visit, arg);
+    if (r == 0) {
+        r = ring_traverse(&self->later, visit, arg);
+    }
+    if (r != 0) {
+        return r;
+    }
     for (size_t i = 0; i < self->timers.len; i++) {
         Py_VISIT(CL_TIMERHANDLE(self->timers.nodes[i]));
     }
-    int r = cl_poll_traverse(self, visit, arg);
+    r = cl_poll_traverse(self, visit, arg);
     if (r == 0) {
         r = cl_stream_flush_traverse(self, visit, arg);
     }
@@ -1078,6 +1139,7 @@ static int
 Loop_tp_clear(cl_loop *self)
 {
     ring_clear(&self->ready);
+    ring_clear(&self->later);
     clear_timers(self);
     cl_poll_close_all(self);
     cl_stream_flush_clear(self);
@@ -1094,6 +1156,8 @@ Loop_tp_dealloc(cl_loop *self)
     loop_close_uv(self);
     PyMem_Free(self->ready.items);
     self->ready.items = NULL;
+    PyMem_Free(self->later.items);
+    self->later.items = NULL;
     cl_timerheap_free(&self->timers);
     cl_handle_clear_freelist(self);
     PyMem_Free(self->flushq);
@@ -1219,19 +1283,23 @@ Loop_set_task_factory(cl_loop *self, PyObject *value,
 static PyObject *
 Loop_get_ready(cl_loop *self, void *Py_UNUSED(closure))
 {
-    PyObject *list = PyList_New((Py_ssize_t)self->ready.len);
+    PyObject *list = PyList_New((Py_ssize_t)(self->ready.len +
+                                             self->later.len));
     if (list == NULL) {
         return NULL;
     }
-    for (size_t i = 0; i < self->ready.len; i++) {
-        PyObject *h =
-            self->ready.items[(self->ready.head + i) & (self->ready.cap - 1)];
-        /* The snapshot shares the handle: it is no longer the loop's
-         * alone (see untrack_queue_tail()). */
-        if (!PyObject_GC_IsTracked(h)) {
-            PyObject_GC_Track(h);
+    Py_ssize_t n = 0;
+    for (cl_ring *q = &self->ready; q != NULL;
+         q = q == &self->ready ? &self->later : NULL) {
+        for (size_t i = 0; i < q->len; i++) {
+            PyObject *h = q->items[(q->head + i) & (q->cap - 1)];
+            /* The snapshot shares the handle: it is no longer the loop's
+             * alone (see untrack_queue_tail()). */
+            if (!PyObject_GC_IsTracked(h)) {
+                PyObject_GC_Track(h);
+            }
+            PyList_SET_ITEM(list, n++, Py_NewRef(h));
         }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(h));
     }
     return list;
 }

@@ -95,6 +95,8 @@ typedef struct {
     Py_ssize_t rpend;           /* libuv's nread, while rpend_set */
     Py_ssize_t rlater;          /* EOF or an error libuv reported while
                                  * a read waited: delivered after it */
+    size_t rturn;               /* the loop's turn of the last read
+                                 * delivered inside the poll */
     Py_buffer pybuf;            /* BufferedProtocol buffer between alloc
                                  * and delivery */
     PyObject *read_exc;         /* get_buffer() failure from alloc */
@@ -114,7 +116,8 @@ typedef struct {
     char have_pybuf;
     char rpend_set;             /* a read waits for delivery */
     char rslice;                /* ... in the loop's arena at roff */
-    char rskipped;              /* the arena was full: no read this turn */
+    char rskipped;              /* no read this turn: the arena was full,
+                                 * or one was delivered in the poll */
     char detached;              /* the loop closed under the transport */
     char read_exc_is_read;      /* read_exc is recv_into()'s, not
                                  * get_buffer()'s */
@@ -312,13 +315,17 @@ on_stream_alloc(uv_handle_t *handle, size_t Py_UNUSED(suggested),
         return;
     }
     cl_acquire(uv_owner(handle));
+    cl_loop *loop = (cl_loop *)self->loop;
+    /* One read per turn, as asyncio's reader callback: this empty
+     * buffer makes libuv leave the rest for the next poll. */
     if (self->rpend_set) {
-        /* One read per turn, as asyncio's reader callback: this empty
-         * buffer makes libuv leave the rest for the next poll. */
+        return;
+    }
+    if (self->rturn == loop->turn) {
+        self->rskipped = 1;
         return;
     }
     if (!self->buffered) {
-        cl_loop *loop = (cl_loop *)self->loop;
         if (loop->rbuf == NULL) {
             loop->rbuf = PyMem_RawMalloc(CL_READ_ARENA);
             if (loop->rbuf == NULL) {
@@ -342,7 +349,7 @@ on_stream_alloc(uv_handle_t *handle, size_t Py_UNUSED(suggested),
     if (size != NULL) {
         PyObject *args[2] = {self->protocol, size};
         obj = PyObject_VectorcallMethod(
-            ((cl_loop *)self->loop)->state->str_get_buffer, args,
+            loop->state->str_get_buffer, args,
             2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         Py_DECREF(size);
     }
@@ -656,7 +663,30 @@ on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     self->rpend = nread;
     self->rpend_set = 1;
-    queue_delivery(self);
+    cl_loop *loop = (cl_loop *)self->loop;
+    if (!loop->direct || loop->defer || loop->pending_exc != NULL ||
+        self->rqueued) {
+        queue_delivery(self);
+        return;
+    }
+    /* Nothing was queued ahead of this turn's I/O, so running the
+     * delivery now is asyncio's order, with what it queues deferred to
+     * the next pass (loop.c).  The read is then used while it is still
+     * in the cache, and the arena is free again for the next one. */
+    loop->defer = 1;
+    if (self->rturn == loop->turn) {
+        /* EOF or an error after this turn's read: the next turn's. */
+        queue_delivery(self);
+    }
+    else {
+        self->rturn = loop->turn;
+        Py_INCREF(self);
+        if (cl_stream_deliver(loop, (PyObject *)self) < 0) {
+            cl_loop_stash_exception(loop);
+        }
+        Py_DECREF(self);
+    }
+    loop->defer = 0;
 }
 
 /* Deliver the read waiting on self: called by the loop's pass for the

@@ -22,6 +22,10 @@ Rows:
   parsing with ``httptools``, loaded by ``wrk``; the response goes out as
   one ``write()``, or as headers and body in two (the split penalty is
   ``http_split`` vs ``http_one``).
+- ``http_pipelined``, ``http_pipelined_split``: the same servers with wrk
+  pipelining 16 requests per connection. One wrk thread sending one
+  request at a time is slower than these servers, so ``http_one`` mostly
+  measures wrk; pipelined, the server sets the pace.
 - ``getaddrinfo_numeric``, ``getaddrinfo_localhost``: n sequential awaits.
 - ``c_tcp_echo_1k``, ``c_unix_echo_1k``, ``c_udp_echo_512``: the same
   clients against ``echo_uv``, an echo server in C on libuv alone: the
@@ -55,6 +59,8 @@ from ._tools import (
 ECHO_CONNS = 32
 # Concurrent connections of wrk (one wrk thread: the server has the other core).
 HTTP_CONNS = 32
+# Requests in flight per connection in the pipelined rows.
+HTTP_DEPTH = 16
 # Give up (and FAIL) after this long; well under the runner's worker timeout.
 CLIENT_TIMEOUT = 60.0
 _HOST = "127.0.0.1"
@@ -391,7 +397,7 @@ _HEAD = (
 # wrk prints its exact totals (durations in microseconds). A response()
 # hook could check each body too, but it doubles wrk's cost per request;
 # wrong framing shows up as read errors, a wrong status as status errors.
-_WRK_SCRIPT = """
+_WRK_DONE = """
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -400,6 +406,15 @@ function done(summary, latency, requests)
     summary.requests, summary.bytes, summary.duration, e.connect, e.read,
     e.write, e.status, e.timeout))
 end
+"""
+# Pipelining: each send is depth requests (wrk counts the responses).
+_WRK_PIPELINE = """
+init = function(args)
+  local r = {}
+  for i = 1, %d do r[i] = wrk.format(nil, "/") end
+  pipelined = table.concat(r)
+end
+request = function() return pipelined end
 """
 
 
@@ -436,7 +451,9 @@ class _HTTPProtocol(asyncio.Protocol):
             transport.write(_HEAD + _BODY)
 
 
-def _http_run(loop: asyncio.AbstractEventLoop, n: int, timer: Timer, split: bool) -> None:
+def _http_run(
+    loop: asyncio.AbstractEventLoop, n: int, timer: Timer, split: bool, depth: int = 1
+) -> None:
     wrk = system_tool("wrk")
     try:
         import httptools  # type: ignore[import-not-found]
@@ -469,7 +486,9 @@ def _http_run(loop: asyncio.AbstractEventLoop, n: int, timer: Timer, split: bool
             size = len(_HEAD) + len(_BODY)
             # Responses cut short when wrk stopped may add a little.
             check(
-                r["requests"] * size <= r["bytes"] <= (r["requests"] + HTTP_CONNS) * size,
+                r["requests"] * size
+                <= r["bytes"]
+                <= (r["requests"] + HTTP_CONNS * depth) * size,
                 f"wrk read {r['bytes']} bytes in {r['requests']} responses of {size}",
             )
             check(stats.bytes == 0, "the server could not parse a request")
@@ -490,7 +509,7 @@ def _http_run(loop: asyncio.AbstractEventLoop, n: int, timer: Timer, split: bool
             await server.wait_closed()
 
     with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="cloop-bench-") as f:
-        f.write(_WRK_SCRIPT)
+        f.write(_WRK_DONE + (_WRK_PIPELINE % depth if depth > 1 else ""))
         f.flush()
         loop.run_until_complete(main(f.name))
 
@@ -505,6 +524,18 @@ def http_one(loop: asyncio.AbstractEventLoop, n: int, timer: Timer) -> None:
 def http_split(loop: asyncio.AbstractEventLoop, n: int, timer: Timer) -> None:
     """The http_one server writing headers and body in two write() calls."""
     _http_run(loop, n, timer, split=True)
+
+
+@workload(full=200_000, quick=50_000)
+def http_pipelined(loop: asyncio.AbstractEventLoop, n: int, timer: Timer) -> None:
+    """The http_one server with wrk pipelining 16 requests per connection."""
+    _http_run(loop, n, timer, split=False, depth=HTTP_DEPTH)
+
+
+@workload(full=200_000, quick=50_000, vs="http_pipelined")
+def http_pipelined_split(loop: asyncio.AbstractEventLoop, n: int, timer: Timer) -> None:
+    """The http_split server with wrk pipelining 16 requests per connection."""
+    _http_run(loop, n, timer, split=True, depth=HTTP_DEPTH)
 
 
 # --- getaddrinfo ------------------------------------------------------------

@@ -32,6 +32,8 @@ SIZES = {
     "tcp_bulk_stream": 2,
     "http_one": 2000,
     "http_split": 2000,
+    "http_pipelined": 5000,
+    "http_pipelined_split": 5000,
     "getaddrinfo_numeric": 50,
     "getaddrinfo_localhost": 20,
 }
@@ -41,6 +43,7 @@ NET = [name for name in REGISTRY if REGISTRY[name].func.__module__.endswith(".ne
 def test_net_workloads_are_registered() -> None:
     assert {"tcp_echo_proto_1k", "unix_echo_proto_1k", "udp_echo_512"} <= set(NET)
     assert {"http_one", "http_split", "getaddrinfo_numeric", "c_tcp_echo_1k"} <= set(NET)
+    assert {"http_pipelined", "http_pipelined_split"} <= set(NET)
     for name in NET:
         wl = REGISTRY[name]
         assert wl.doc, name

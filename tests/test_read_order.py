@@ -49,6 +49,19 @@ def _protocol(kind: str, on_data, on_eof=None):
     return Buffered()
 
 
+def _serve_and_kick(loop, sock, factory, kick, done) -> None:
+    """Serve sock with factory's protocol; run kick() as a callback of its
+    own, so the next poll starts with nothing queued; wait for done."""
+
+    async def main():
+        transport, _ = await loop.connect_accepted_socket(factory, sock)
+        loop.call_soon(kick)
+        await asyncio.wait_for(done, 10)
+        transport.close()
+
+    loop.run_until_complete(main())
+
+
 @pytest.mark.parametrize("kind", ["plain", "buffered"])
 def test_timer_due_with_a_read_runs_before_what_the_read_scheduled(
     loop, tcp_pair, kind
@@ -62,21 +75,12 @@ def test_timer_due_with_a_read_runs_before_what_the_read_scheduled(
         loop.call_soon(log.append, "soon")
         loop.call_later(0, lambda: (log.append("later0"), done.set_result(None)))
 
-    async def main():
-        transport, _ = await loop.connect_accepted_socket(
-            lambda: _protocol(kind, on_data), s
-        )
+    def kick():
+        # Readable at the next poll, with a timer due by then.
+        c.send(b"x")
+        loop.call_later(0, log.append, "timer")
 
-        def kick():
-            # Readable at the next poll, with a timer due by then.
-            c.send(b"x")
-            loop.call_later(0, log.append, "timer")
-
-        loop.call_soon(kick)
-        await asyncio.wait_for(done, 10)
-        transport.close()
-
-    loop.run_until_complete(main())
+    _serve_and_kick(loop, s, lambda: _protocol(kind, on_data), kick, done)
     assert log == [("data", b"x"), "timer", "soon", "later0"]
 
 
@@ -94,20 +98,11 @@ def test_eof_after_data_waits_for_the_next_turn(loop, tcp_pair, kind):
         log.append("eof")
         done.set_result(None)
 
-    async def main():
-        transport, _ = await loop.connect_accepted_socket(
-            lambda: _protocol(kind, on_data, on_eof), s
-        )
+    def kick():
+        c.send(b"x")
+        c.shutdown(socket.SHUT_WR)
 
-        def kick():
-            c.send(b"x")
-            c.shutdown(socket.SHUT_WR)
-
-        loop.call_soon(kick)
-        await asyncio.wait_for(done, 10)
-        transport.close()
-
-    loop.run_until_complete(main())
+    _serve_and_kick(loop, s, lambda: _protocol(kind, on_data, on_eof), kick, done)
     assert log == [("data", b"x"), "soon", "eof"]
 
 
@@ -121,34 +116,19 @@ def test_reader_callback_in_the_same_turn_runs_before_scheduled(
 
     def on_data(data):
         log.append("data")
-        loop.call_soon(log.append, "soon")
+        loop.call_soon(lambda: (log.append("soon"), done.set_result(None)))
 
     def on_readable():
         rb.recv(100)
         log.append("reader")
 
-    def check_done():
-        if len(log) >= 3 and not done.done():
-            done.set_result(None)
-
-    async def main():
-        transport, _ = await loop.connect_accepted_socket(
-            lambda: _protocol("plain", on_data), s
-        )
+    def kick():
         loop.add_reader(rb.fileno(), on_readable)
+        c.send(b"x")
+        ra.send(b"y")
 
-        def kick():
-            c.send(b"x")
-            ra.send(b"y")
-
-        loop.call_soon(kick)
-        while not done.done():
-            await asyncio.sleep(0.001)
-            check_done()
-        loop.remove_reader(rb.fileno())
-        transport.close()
-
-    loop.run_until_complete(main())
+    _serve_and_kick(loop, s, lambda: _protocol("plain", on_data), kick, done)
+    loop.remove_reader(rb.fileno())
     # Both I/O callbacks of the turn (in the poll's order), then "soon".
     assert sorted(log[:2]) == ["data", "reader"]
     assert log[2] == "soon"

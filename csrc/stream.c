@@ -49,6 +49,12 @@
 
 /* Bytes read per read() at most (asyncio's max_size for sockets). */
 #define CL_STREAM_READ_SIZE (256 * 1024)
+/* A read of at least this many bytes is delivered inside the poll when
+ * asyncio's order allows (on_stream_read()): used while it is still in
+ * the cache, 10-12% faster 10 and 100 KiB echoes.  Smaller reads gain
+ * nothing from it, and 1 KiB Unix echoes lost 4-6%: the poll's reads and
+ * the pass's callbacks then each run in a loop of their own. */
+#define CL_DIRECT_MIN 4096
 /* The loop's read arena.  Turning each read into bytes when it is
  * delivered, one after another, lets the allocator reuse one block
  * instead of keeping a turn's worth of reads alive at once (which, past
@@ -664,28 +670,29 @@ on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     self->rpend = nread;
     self->rpend_set = 1;
     cl_loop *loop = (cl_loop *)self->loop;
-    if (!loop->direct || loop->defer || loop->pending_exc != NULL ||
-        self->rqueued) {
+    if (self->rturn == loop->turn) {
+        /* EOF or an error after a read delivered in this poll: it is the
+         * next turn's, after what that read scheduled. */
+        loop->defer = 1;
+        queue_delivery(self);
+        loop->defer = 0;
+        return;
+    }
+    if (nread < CL_DIRECT_MIN || !loop->direct || loop->defer ||
+        loop->pending_exc != NULL || self->rqueued) {
         queue_delivery(self);
         return;
     }
     /* Nothing was queued ahead of this turn's I/O, so running the
      * delivery now is asyncio's order, with what it queues deferred to
-     * the next pass (loop.c).  The read is then used while it is still
-     * in the cache, and the arena is free again for the next one. */
+     * the next pass (loop.c). */
+    self->rturn = loop->turn;
     loop->defer = 1;
-    if (self->rturn == loop->turn) {
-        /* EOF or an error after this turn's read: the next turn's. */
-        queue_delivery(self);
+    Py_INCREF(self);
+    if (cl_stream_deliver(loop, (PyObject *)self) < 0) {
+        cl_loop_stash_exception(loop);
     }
-    else {
-        self->rturn = loop->turn;
-        Py_INCREF(self);
-        if (cl_stream_deliver(loop, (PyObject *)self) < 0) {
-            cl_loop_stash_exception(loop);
-        }
-        Py_DECREF(self);
-    }
+    Py_DECREF(self);
     loop->defer = 0;
 }
 

@@ -4,8 +4,9 @@ asyncio's turn is: poll, queue the I/O callbacks, queue the timers due,
 then run exactly what was queued; whatever those callbacks schedule
 (``call_soon``, a zero-delay ``call_later``, a future's callbacks) waits
 for the next turn, and a transport reads at most once per turn.  cloop
-delivers a read inside the poll when nothing was queued ahead of it
-(``docs/design.md``), so these tests pin that order down on both loops.
+delivers a read of a few KiB or more inside the poll when nothing was
+queued ahead of it (``docs/design.md``), so these tests pin that order
+down on both loops, with small reads and large ones.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import threading
 import time
 
 import pytest
+
+# cloop queues a 1-byte read like asyncio's reader callback and delivers
+# an 8 KiB one inside the poll: both must give asyncio's order.
+SIZES = pytest.mark.parametrize("size", [1, 8192], ids=["small", "large"])
 
 
 def _protocol(kind: str, on_data, on_eof=None):
@@ -62,9 +67,10 @@ def _serve_and_kick(loop, sock, factory, kick, done) -> None:
     loop.run_until_complete(main())
 
 
+@SIZES
 @pytest.mark.parametrize("kind", ["plain", "buffered"])
 def test_timer_due_with_a_read_runs_before_what_the_read_scheduled(
-    loop, tcp_pair, kind
+    loop, tcp_pair, kind, size
 ):
     c, s = tcp_pair
     log: list = []
@@ -77,16 +83,22 @@ def test_timer_due_with_a_read_runs_before_what_the_read_scheduled(
 
     def kick():
         # Readable at the next poll, with a timer due by then.
-        c.send(b"x")
+        c.send(b"x" * size)
         loop.call_later(0, log.append, "timer")
 
     _serve_and_kick(loop, s, lambda: _protocol(kind, on_data), kick, done)
-    assert log == [("data", b"x"), "timer", "soon", "later0"]
+    assert log == [("data", b"x" * size), "timer", "soon", "later0"]
 
 
+@SIZES
 @pytest.mark.parametrize("kind", ["plain", "buffered"])
-def test_eof_after_data_waits_for_the_next_turn(loop, tcp_pair, kind):
-    c, s = tcp_pair
+@pytest.mark.parametrize("peer", ["tcp-shutdown", "unix-close"])
+def test_eof_after_data_waits_for_the_next_turn(
+    loop, tcp_pair, pair, kind, size, peer
+):
+    # A Unix peer that closes makes the poll report a hang-up with the
+    # data: libuv then reports EOF in the same poll, right after the read.
+    c, s = tcp_pair if peer == "tcp-shutdown" else pair
     log: list = []
     done = loop.create_future()
 
@@ -99,15 +111,19 @@ def test_eof_after_data_waits_for_the_next_turn(loop, tcp_pair, kind):
         done.set_result(None)
 
     def kick():
-        c.send(b"x")
-        c.shutdown(socket.SHUT_WR)
+        c.send(b"x" * size)
+        if peer == "tcp-shutdown":
+            c.shutdown(socket.SHUT_WR)
+        else:
+            c.close()
 
     _serve_and_kick(loop, s, lambda: _protocol(kind, on_data, on_eof), kick, done)
-    assert log == [("data", b"x"), "soon", "eof"]
+    assert log == [("data", b"x" * size), "soon", "eof"]
 
 
+@SIZES
 def test_reader_callback_in_the_same_turn_runs_before_scheduled(
-    loop, tcp_pair, pair
+    loop, tcp_pair, pair, size
 ):
     c, s = tcp_pair
     ra, rb = pair
@@ -124,7 +140,7 @@ def test_reader_callback_in_the_same_turn_runs_before_scheduled(
 
     def kick():
         loop.add_reader(rb.fileno(), on_readable)
-        c.send(b"x")
+        c.send(b"x" * size)
         ra.send(b"y")
 
     _serve_and_kick(loop, s, lambda: _protocol("plain", on_data), kick, done)
@@ -191,14 +207,15 @@ def test_one_read_per_turn_under_a_flood(loop, tcp_pair, kind):
     assert overlaps == 0
 
 
-def test_keyboard_interrupt_from_data_received(loop, tcp_pair):
+@SIZES
+def test_keyboard_interrupt_from_data_received(loop, tcp_pair, size):
     c, s = tcp_pair
     log: list = []
     second = loop.create_future()
 
     def on_data(data):
         log.append(("data", data))
-        if data == b"x":
+        if data[:1] == b"x":
             loop.call_soon(log.append, "soon")
             raise KeyboardInterrupt
         second.set_result(None)
@@ -213,15 +230,15 @@ def test_keyboard_interrupt_from_data_received(loop, tcp_pair):
     async def wait_forever():
         await loop.create_future()
 
-    loop.call_soon(c.send, b"x")
+    loop.call_soon(c.send, b"x" * size)
     task = loop.create_task(wait_forever())
     with pytest.raises(KeyboardInterrupt):
         loop.run_until_complete(task)
-    assert log == [("data", b"x")]
+    assert log == [("data", b"x" * size)]
     # The loop and the transport go on; what the callback scheduled runs.
     c.send(b"y")
     loop.run_until_complete(asyncio.wait_for(second, 10))
-    assert log == [("data", b"x"), "soon", ("data", b"y")]
+    assert log == [("data", b"x" * size), "soon", ("data", b"y")]
     task.cancel()
     loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
     transport.close()

@@ -2,7 +2,8 @@
 
 cloop keeps a few bytes objects whose last reference it dropped (a read
 nobody kept, a write that was sent) and copies later reads into them
-(csrc/stream.c, "spare bytes").  These tests hold stock asyncio and cloop
+(csrc/stream.c, "spare bytes"), and after a big read it reads straight
+into a new bytes object sized by FIONREAD.  These tests hold stock asyncio and cloop
 to what a protocol must be able to rely on: a chunk it keeps never
 changes, and every chunk has the length, content and hash of a fresh
 bytes object, across sizes that reuse a larger object for a smaller read.
@@ -17,8 +18,10 @@ import os
 import pytest
 
 # Reads below cloop's spare range, in it (twice: a smaller read may reuse
-# a larger spare) and at its edges.
-SIZES = [100, 513, 1024, 700, 4096, 3000, 65536, 40000, 600, 1024]
+# a larger spare) and at its edges; then reads big enough that cloop reads
+# the next ones straight into bytes of their own, big and small.
+SIZES = [100, 513, 1024, 700, 4096, 3000, 65536, 40000, 600, 1024,
+         100_000, 200_000, 5000, 70_000, 1000, 300_000, 65536]
 
 
 class Checker(asyncio.Protocol):

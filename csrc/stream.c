@@ -666,6 +666,7 @@ on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     cl_acquire(uv_owner((uv_handle_t *)stream));
+    cl_loop *loop = (cl_loop *)self->loop;
     PyObject *own = self->rown;     /* the buffer is this, not the arena */
     self->rown = NULL;
     if (own != NULL && nread <= 0) {
@@ -699,7 +700,6 @@ on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         PyBuffer_Release(&self->pybuf);
     }
     else if (nread > 0) {
-        cl_loop *loop = (cl_loop *)self->loop;
         if (nread >= CL_PIPE_FULL) {
             maybe_grow_pipe(self);
         }
@@ -722,7 +722,6 @@ on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     self->rpend = nread;
     self->rpend_set = 1;
-    cl_loop *loop = (cl_loop *)self->loop;
     if (self->rturn == loop->turn) {
         /* EOF or an error after a read delivered in this poll: it is the
          * next turn's, after what that read scheduled. */

@@ -17,7 +17,11 @@
  * A turn mirrors asyncio's _run_once(): poll (with a zero timeout when
  * callbacks are ready or the loop is stopping), collect due timers into
  * the ready queue, then run exactly the handles that were queued when the
- * pass started.  stop() ends the run after the current pass.
+ * pass started.  stop() ends the run after the current pass.  When the
+ * turn starts with nothing ready, stream.c may run a read's callback
+ * inside the poll, as the pass would have run it first; what it queues
+ * waits in the later ring, which joins the ready queue after the pass's
+ * handles, and the timers it schedules wait for the next collection.
  *
  * The ready queue is a ring of strong references, mutated only with the
  * GIL held; call_soon_threadsafe() appends to it directly (which keeps

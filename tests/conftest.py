@@ -177,9 +177,9 @@ def pair():
     b.close()
 
 
-@pytest.fixture
-def tcp_pair():
-    """A connected (client, server) pair of non-blocking TCP sockets."""
+def tcp_socket_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected (client, server) pair of non-blocking TCP sockets over
+    loopback (test modules import it where a fixture does not fit)."""
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(1)
@@ -188,6 +188,13 @@ def tcp_pair():
     lsock.close()
     c.setblocking(False)
     s.setblocking(False)
+    return c, s
+
+
+@pytest.fixture
+def tcp_pair():
+    """A connected (client, server) pair of non-blocking TCP sockets."""
+    c, s = tcp_socket_pair()
     yield c, s
     c.close()
     s.close()

@@ -25,6 +25,7 @@ import typing
 import warnings
 
 import pytest
+from conftest import tcp_socket_pair
 
 PY312 = sys.version_info >= (3, 12)
 PY313 = sys.version_info >= (3, 13)
@@ -96,14 +97,7 @@ async def pair(loop, factory=None, family=socket.AF_UNIX):
 
 async def tcp_pair(loop, factory=None):
     """(transport, protocol, peer socket) over loopback TCP."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
-    c = socket.create_connection(lsock.getsockname())
-    s, _ = lsock.accept()
-    lsock.close()
-    s.setblocking(False)
-    c.setblocking(False)
+    c, s = tcp_socket_pair()
     tr, pr = await loop.connect_accepted_socket(
         factory or (lambda: Recorder(loop)), c)
     if isinstance(pr, Recorder):

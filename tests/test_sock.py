@@ -354,25 +354,6 @@ def test_recv_releases_buffers(loop, pair):
     assert sys.getrefcount(buf) == before
 
 
-def test_concurrent_reader_replaced(loop, pair):
-    # Two sock_recv() on one socket: the second replaces the first's
-    # reader (asyncio semantics); the first then waits forever, so cancel.
-    a, b = pair
-
-    async def main():
-        t1 = asyncio.ensure_future(loop.sock_recv(a, 10))
-        await asyncio.sleep(0)
-        t2 = asyncio.ensure_future(loop.sock_recv(a, 10))
-        await asyncio.sleep(0)
-        b.send(b"x")
-        r2 = await asyncio.wait_for(t2, 5)
-        t1.cancel()
-        await asyncio.gather(t1, return_exceptions=True)
-        return r2
-
-    assert loop.run_until_complete(main()) == b"x"
-
-
 # --- sock_sendfile: the native (os.sendfile) path -----------------------
 
 

@@ -497,6 +497,23 @@ check_args(Py_ssize_t nargs, const char *name)
     return 0;
 }
 
+/* Nothing to read yet: asyncio's wait on a non-blocking socket, the
+ * Python path (NotImplemented) on a blocking one or one with a timeout.
+ * obj is borrowed.  NULL with an exception on failure. */
+static PyObject *
+recv_not_ready(cl_loop *self, int kind, PyObject *sock, PyObject *obj,
+               Py_ssize_t n, PyObject *fdobj)
+{
+    int nb = sock_nonblocking(self->state, sock);
+    if (nb < 0) {
+        return NULL;
+    }
+    if (nb == 0 || nb == CL_BLOCKING) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    return wait_start(self, kind, sock, Py_XNewRef(obj), n, fdobj);
+}
+
 /* _cl_sock_recv(sock, n) -> bytes | Future | NotImplemented */
 static PyObject *
 Loop_sock_recv(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
@@ -525,13 +542,7 @@ Loop_sock_recv(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *res = raw_recv(st, fd, n, &again);
     if (res == NULL && again) {
-        int nb = sock_nonblocking(st, sock);
-        if (nb == 0 || nb == CL_BLOCKING) {
-            res = Py_NewRef(Py_NotImplemented);
-        }
-        else if (nb > 0) {
-            res = wait_start(self, SW_RECV, sock, NULL, n, fdobj);
-        }
+        res = recv_not_ready(self, SW_RECV, sock, NULL, n, fdobj);
     }
     Py_DECREF(fdobj);
     return res;
@@ -562,14 +573,7 @@ Loop_sock_recv_into(cl_loop *self, PyObject *const *args, Py_ssize_t nargs)
         res = Py_NewRef(Py_NotImplemented);
     }
     else if (res == NULL && again) {
-        int nb = sock_nonblocking(st, sock);
-        if (nb == 0 || nb == CL_BLOCKING) {
-            res = Py_NewRef(Py_NotImplemented);
-        }
-        else if (nb > 0) {
-            res = wait_start(self, SW_RECV_INTO, sock, Py_NewRef(buf), 0,
-                             fdobj);
-        }
+        res = recv_not_ready(self, SW_RECV_INTO, sock, buf, 0, fdobj);
     }
     Py_DECREF(fdobj);
     return res;
